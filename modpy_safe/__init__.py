@@ -1,0 +1,31 @@
+"""modpy_safe: safe reloading and MPM-aware database connections for mod_python.
+
+The public API is what this module lists in ``__all__``; everything in an
+``_underscore`` module is internal.
+"""
+from __future__ import annotations
+
+from ._errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    HTTPError,
+    ModpySafeError,
+    NotInHttpdError,
+    PoolClosed,
+    PoolTimeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "HTTPError",
+    "ModpySafeError",
+    "NotInHttpdError",
+    "PoolClosed",
+    "PoolTimeout",
+    "__version__",
+]

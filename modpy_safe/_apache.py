@@ -1,0 +1,199 @@
+"""The one module that talks to mod_python.
+
+``mod_python.apache`` can only be imported inside httpd. Everything else in
+modpy_safe receives the request and the server facts as arguments, so it can be
+tested in plain Python; this adapter turns the embedded interpreter's facts into
+plain values and routes the ``modpy_safe.*`` loggers to Apache's error log.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+from ._errors import NotInHttpdError
+
+__all__ = [
+    "in_httpd",
+    "require",
+    "ServerFacts",
+    "server_facts",
+    "install_logging",
+    "on_child_exit",
+    "debug_enabled",
+    "autoreload_enabled",
+]
+
+try:  # pragma: no cover - only importable inside httpd
+    from mod_python import apache as _ap
+except ImportError:  # plain Python: tests, tools
+    _ap = None
+
+
+def in_httpd() -> bool:
+    """Return True when running inside Apache httpd under mod_python."""
+    return _ap is not None
+
+
+def require(what: str = "this") -> Any:
+    """Return ``mod_python.apache``, or explain why it cannot be had."""
+    if _ap is None:
+        raise NotInHttpdError(
+            f"{what} runs inside Apache httpd with mod_python: name it in a "
+            "'PythonHandler' directive. In plain Python (tests, scripts) use "
+            "modpy_safe.testing to start a real httpd instead."
+        )
+    return _ap
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerFacts:
+    """What the MPM says about this httpd child process."""
+
+    mpm: str  # "prefork", "worker", "event" or "unknown"
+    threaded: bool
+    forked: bool
+    threads_per_child: int
+    max_processes: int  # the most children the MPM may run at once
+    pid: int
+
+    @property
+    def max_workers(self) -> int:
+        """Return how many requests the whole server may serve at once."""
+        return self.threads_per_child * self.max_processes
+
+
+_facts: ServerFacts | None = None
+_facts_pid = 0
+
+
+def _mpm_name(threaded: bool) -> str:
+    # mod_python does not expose the MPM's name; the loaded module tells it.
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            text = maps.read()
+    except OSError:
+        text = ""
+    for name in ("event", "worker", "prefork"):
+        if f"mod_mpm_{name}.so" in text:
+            return name
+    if not threaded:
+        return "prefork"
+    return "unknown"
+
+
+def server_facts() -> ServerFacts:
+    """Return the MPM facts of this process (cached per process)."""
+    global _facts, _facts_pid
+    pid = os.getpid()
+    if _facts is not None and _facts_pid == pid:
+        return _facts
+    ap = require("modpy_safe.server_facts()")
+    threaded = ap.mpm_query(ap.AP_MPMQ_IS_THREADED) != ap.AP_MPMQ_NOT_SUPPORTED
+    forked = ap.mpm_query(ap.AP_MPMQ_IS_FORKED) != ap.AP_MPMQ_NOT_SUPPORTED
+    threads = max(1, int(ap.mpm_query(ap.AP_MPMQ_MAX_THREADS) or 1)) if threaded else 1
+    daemons = max(1, int(ap.mpm_query(ap.AP_MPMQ_MAX_DAEMONS) or 1))
+    _facts = ServerFacts(
+        mpm=_mpm_name(threaded),
+        threaded=threaded,
+        forked=forked,
+        threads_per_child=threads,
+        max_processes=daemons,
+        pid=pid,
+    )
+    _facts_pid = pid
+    return _facts
+
+
+class ApacheLogHandler(logging.Handler):
+    """Send log records to Apache's error log at the matching level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _ap is None:
+            return
+        try:
+            text = self.format(record)
+            level = {
+                logging.DEBUG: _ap.APLOG_DEBUG,
+                logging.INFO: _ap.APLOG_INFO,
+                logging.WARNING: _ap.APLOG_WARNING,
+                logging.ERROR: _ap.APLOG_ERR,
+                logging.CRITICAL: _ap.APLOG_CRIT,
+            }.get(record.levelno, _ap.APLOG_NOTICE)
+            # Apache's error log is line oriented: one call per line keeps a
+            # traceback readable and greppable.
+            for line in text.splitlines() or [""]:
+                _ap.log_error(line, level)
+        except Exception:  # never let logging break a request
+            self.handleError(record)
+
+
+_logging_installed = False
+_logging_lock = threading.Lock()
+
+
+def install_logging() -> None:
+    """Route the ``modpy_safe`` loggers to Apache's error log (once per interpreter)."""
+    global _logging_installed
+    if _logging_installed or _ap is None:
+        return
+    with _logging_lock:
+        if _logging_installed:
+            return
+        root = logging.getLogger("modpy_safe")
+        handler = ApacheLogHandler()
+        handler.setFormatter(logging.Formatter("modpy_safe: %(message)s"))
+        root.addHandler(handler)
+        # NOTICE is Apache's default threshold; INFO lines ("loaded", "reloaded")
+        # are visible with 'LogLevel info' and above and cost nothing otherwise.
+        root.setLevel(logging.INFO)
+        root.propagate = False
+        _logging_installed = True
+
+
+_exit_callbacks: list[Callable[[], None]] = []
+_exit_registered_pid = 0
+_exit_lock = threading.Lock()
+
+
+def _run_exit_callbacks(_data: object = None) -> None:
+    callbacks = list(_exit_callbacks)
+    _exit_callbacks.clear()
+    for fn in reversed(callbacks):
+        try:
+            fn()
+        except Exception:
+            logging.getLogger("modpy_safe").exception("child-exit cleanup %r failed", fn)
+
+
+def on_child_exit(fn: Callable[[], None], req: Any = None) -> None:
+    """Run ``fn`` when this httpd child process exits (graceful stop, MaxConnectionsPerChild).
+
+    The callback is tied to the server's memory pool through mod_python, which
+    destroys it when the child exits; ``req`` is any request of this process and
+    is used for the first registration only.
+    """
+    global _exit_registered_pid
+    with _exit_lock:
+        if fn not in _exit_callbacks:
+            _exit_callbacks.append(fn)
+        pid = os.getpid()
+        if _exit_registered_pid == pid or _ap is None:
+            return
+        if req is not None:
+            req.server.register_cleanup(req, _run_exit_callbacks)
+        else:
+            _ap.register_cleanup(_run_exit_callbacks)
+        _exit_registered_pid = pid
+
+
+def debug_enabled(req: Any) -> bool:
+    """Return True when ``PythonDebug On`` applies to this request."""
+    return req.get_config().get("PythonDebug", "0") == "1"
+
+
+def autoreload_enabled(req: Any) -> bool:
+    """Return True unless ``PythonAutoReload Off`` applies to this request."""
+    return req.get_config().get("PythonAutoReload", "1") == "1"

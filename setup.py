@@ -1,0 +1,31 @@
+"""Install modpy_safe: ``pip install .`` (or ``pip install -e .[test]`` to develop)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="modpy_safe",
+    version="0.1.0",
+    description=(
+        "Safe module reloading and MPM-aware PostgreSQL connections for Apache mod_python"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["modpy_safe", "modpy_safe.*"]),
+    package_data={"modpy_safe": ["py.typed"]},
+    # psycopg2 comes from the system (python3-psycopg2): httpd embeds the
+    # system interpreter and only sees its packages, so it is not a pip
+    # requirement here.
+    install_requires=[],
+    extras_require={
+        "test": ["pytest>=7", "selenium>=4.10"],
+        "bench": ["DBUtils>=3", "psycopg[binary]>=3.1", "psycopg-pool>=3.1"],
+        "lint": ["mypy>=1.5", "ruff>=0.4"],
+    },
+    entry_points={"pytest11": ["modpy_safe = modpy_safe.testing"]},
+    classifiers=[
+        "Framework :: Pytest",
+        "Programming Language :: Python :: 3",
+        "Topic :: Internet :: WWW/HTTP :: HTTP Servers",
+    ],
+)
