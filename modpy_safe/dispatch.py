@@ -1,0 +1,31 @@
+"""``PythonHandler modpy_safe.dispatch``: serve handler files through the safe importer.
+
+mod_python calls :func:`handler` for every request of the section. The work is
+split so each part can be tested alone: ``_routing`` decides which file and
+callable serve the request, ``_importer`` returns the current instance of that
+file (reloading it when it changed), and ``_response`` calls the target and
+turns its result or its exception into the HTTP answer.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import _apache, _importer, _response, _routing
+from ._context import RequestScope
+from ._options import options_for
+
+__all__ = ["handler"]
+
+
+def handler(req: Any) -> int:
+    """Serve one request (the entry point mod_python calls)."""
+    _apache.install_logging()
+    options = options_for(req.get_options())
+    debug = _apache.debug_enabled(req)
+    with RequestScope(req, options, debug=debug) as scope:
+        try:
+            target = _routing.resolve(req, options)
+            module = _importer.acquire(target.path, scope, autoreload=_apache.autoreload_enabled(req))
+            return _response.call(req, _routing.find(module, target))
+        except Exception as exc:  # every failure becomes an HTTP answer
+            return _response.handle_error(req, exc, debug=debug)
