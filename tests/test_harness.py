@@ -55,3 +55,20 @@ def test_postgres_requires_the_password(postgres):
     bad = postgres.dsn.replace(postgres.password, "wrong")
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(bad)
+
+
+def test_pgbouncer_pools_in_transaction_mode(pgbouncer):
+    """Two client connections, one after the other, share one server backend."""
+    first = psycopg2.connect(pgbouncer.dsn_for("harness_bouncer"))
+    second = psycopg2.connect(pgbouncer.dsn_for("harness_bouncer"))
+    try:
+        backends = []
+        for conn in (first, second, first):
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                backends.append(cur.fetchone()[0])
+            conn.commit()  # ends the transaction: PgBouncer takes the server back
+        assert len(set(backends)) == 1
+    finally:
+        first.close()
+        second.close()
