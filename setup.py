@@ -11,8 +11,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=find_packages(include=["modpy_safe", "modpy_safe.*"]),
-    package_data={"modpy_safe": ["py.typed"]},
+    # The httpd templates live in apache/ in the checkout; an installed copy
+    # ships them as modpy_safe.apache_templates for the pytest plugin.
+    packages=find_packages(include=["modpy_safe", "modpy_safe.*"]) + ["modpy_safe.apache_templates"],
+    package_dir={"modpy_safe.apache_templates": "apache"},
+    package_data={"modpy_safe": ["py.typed"], "modpy_safe.apache_templates": ["*.conf.in"]},
     # psycopg2 comes from the system (python3-psycopg2): httpd embeds the
     # system interpreter and only sees its packages, so it is not a pip
     # requirement here.
