@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from modpy_safe.testing import MPMS, CHECKOUT, Httpd, PostgresServer, SetupError
+from modpy_safe.testing import CHECKOUT, MPMS, Httpd, PostgresServer, SetupError
 
 SITE = """\
 SetHandler mod_python

@@ -140,8 +140,12 @@ def install_logging() -> None:
     if _logging_installed or _ap is None:
         return
     with _logging_lock:
-        if _logging_installed:
-            return
+        _install_handler()
+
+
+def _install_handler() -> None:
+    global _logging_installed
+    if not _logging_installed:
         root = logging.getLogger("modpy_safe")
         handler = ApacheLogHandler()
         handler.setFormatter(logging.Formatter("modpy_safe: %(message)s"))
@@ -191,9 +195,9 @@ def on_child_exit(fn: Callable[[], None], req: Any = None) -> None:
 
 def debug_enabled(req: Any) -> bool:
     """Return True when ``PythonDebug On`` applies to this request."""
-    return req.get_config().get("PythonDebug", "0") == "1"
+    return bool(req.get_config().get("PythonDebug", "0") == "1")
 
 
 def autoreload_enabled(req: Any) -> bool:
     """Return True unless ``PythonAutoReload Off`` applies to this request."""
-    return req.get_config().get("PythonAutoReload", "1") == "1"
+    return bool(req.get_config().get("PythonAutoReload", "1") == "1")

@@ -62,7 +62,7 @@ class HTTPError(ModpySafeError):
         return f"{self.status} {self.message}".rstrip()
 
 
-class DatabaseError(ModpySafeError, psycopg2.OperationalError):
+class DatabaseError(ModpySafeError, psycopg2.OperationalError):  # type: ignore[misc]
     """Base class of the errors a :class:`Database` raises about connections."""
 
     __module__ = "modpy_safe"

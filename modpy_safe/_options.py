@@ -8,7 +8,8 @@ what is allowed.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable, Mapping, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Callable, TypeVar
 
 from ._errors import ConfigError
 from ._redact import redact_dsn
@@ -93,7 +94,9 @@ class Options:
 
     __slots__ = ("_raw", "source", "_cache", "__weakref__")
 
-    def __init__(self, mapping: Mapping[str, str] | None = None, *, source: str = "PythonOption") -> None:
+    def __init__(
+        self, mapping: Mapping[str, str] | None = None, *, source: str = "PythonOption"
+    ) -> None:
         self._raw: dict[str, str] = {
             str(k): str(v) for k, v in (mapping or {}).items() if str(k).startswith(PREFIX)
         }

@@ -34,9 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable
 
 __all__ = ["PostgresServer", "PgBouncer", "Httpd", "Response", "MPMS", "free_port", "SetupError"]
 
@@ -91,7 +92,8 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def _pg_bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(p.split("/")[4]))
     if not found:
         raise SetupError(
             "PostgreSQL's initdb was not found under /usr/lib/postgresql/*/bin: "
@@ -399,7 +401,7 @@ def _readable_pythonpath(root: Path, www: pwd.struct_passwd | None) -> str:
     lib = _make_dir(root / "lib")
     shutil.copytree(CHECKOUT / "modpy_safe", lib / "modpy_safe", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    for dirpath, dirnames, filenames in os.walk(lib):
+    for dirpath, _dirnames, filenames in os.walk(lib):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
@@ -497,7 +499,8 @@ class Httpd:
         _make_dir(self.root / "run", 0o777)
         self.settings["pythonpath"] = repr(_readable_pythonpath(self.root, self.www))
         mpm_tpl = (_template_dir() / f"mpm_{self.mpm}.conf.in").read_text()
-        settings = dict(self.settings, mpm_section=string.Template(mpm_tpl).substitute(self.settings))
+        mpm_section = string.Template(mpm_tpl).substitute(self.settings)
+        settings = dict(self.settings, mpm_section=mpm_section)
         text = string.Template((_template_dir() / "httpd.conf.in").read_text()).substitute(settings)
         self.conf.write_text(text)
         return text
@@ -645,7 +648,7 @@ class Httpd:
         """Request ``path`` until ``predicate`` holds (or the text appears); bounded."""
         if isinstance(predicate, str):
             needle = predicate
-            predicate = lambda r: needle in r.text  # noqa: E731
+            predicate = lambda r: needle in r.text  # noqa: E731 - a one-line predicate
         last: Response | None = None
         for _ in range(tries):
             last = self.get(path)
@@ -659,7 +662,8 @@ class Httpd:
 
     # -- logs -------------------------------------------------------------------
     def error_log(self) -> str:
-        return self.error_log_path.read_text(errors="replace") if self.error_log_path.exists() else ""
+        path = self.error_log_path
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def log_tail(self, lines: int = 40) -> str:
         return f"--- tail of {self.error_log_path}:\n{_tail(self.error_log_path, lines)}"
@@ -719,7 +723,7 @@ if pytest is not None:
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
-        outcome = yield
+        outcome: Any = yield
         report = outcome.get_result()
         setattr(item, f"rep_{report.when}", report)
 

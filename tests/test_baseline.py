@@ -67,7 +67,8 @@ def test_publisher_leaks_one_connection_per_edit(httpd, mpm, postgres):
     """mod_python.publisher: N edits of a page with a module-level connect leave N+1 connections."""
     app = f"baseline_pub_{mpm}"
     dsn = postgres.dsn_for(app)
-    server = httpd(mpm, processes=1, directory="SetHandler mod_python\nPythonHandler mod_python.publisher",
+    server = httpd(mpm, processes=1,
+                   directory="SetHandler mod_python\nPythonHandler mod_python.publisher",
                    files={"page.py": PAGE.format(dsn=dsn, edit=0)})
     first = server.get("/page.py")
     assert first.status == 200, first.text
