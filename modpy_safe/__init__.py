@@ -5,6 +5,7 @@ The public API is what this module lists in ``__all__``; everything in an
 """
 from __future__ import annotations
 
+from ._database import Database
 from ._errors import (
     ConfigError,
     DatabaseError,
@@ -15,17 +16,23 @@ from ._errors import (
     PoolClosed,
     PoolTimeout,
 )
+from ._importer import ImportFailed, import_module
+from ._resources import register
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Database",
     "DatabaseError",
     "DatabaseUnavailable",
     "HTTPError",
+    "ImportFailed",
     "ModpySafeError",
     "NotInHttpdError",
     "PoolClosed",
     "PoolTimeout",
     "__version__",
+    "import_module",
+    "register",
 ]
