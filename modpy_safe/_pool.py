@@ -1,0 +1,436 @@
+"""The connection pool core: bounded, thread-safe, fork-aware, no background threads.
+
+The core knows nothing about httpd and little about the driver: it is given a
+``connect()`` callable (as DBUtils' ``steady_db`` is) and optional hooks to
+check, ping, reset, close and abandon a connection. :class:`~modpy_safe.Database`
+builds one :class:`Pool` per database and supplies the psycopg2 hooks.
+
+Names (used by the benchmark):
+
+* ``Pool(connect, *, name, max_size, ...)`` — the pool.
+* ``Pool.checkout(timeout=None) -> Entry`` — take a connection (``entry.conn``).
+* ``Pool.checkin(entry)`` — give it back; always frees the slot.
+* ``Pool.close(wait=3.0) -> bool`` — refuse new checkouts, close what comes back.
+* ``Pool.stats() -> dict`` — the counters (see :data:`COUNTERS`).
+
+The fast path of checkout + checkin is one lock round each, a deque pop/append,
+one ``os.getpid()`` and one monotonic clock read; everything else (opening,
+ping, replacement, waiting) is off that path. Nothing is logged on it.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import random
+import threading
+import time
+import weakref
+from typing import Any, Callable, Generic, TypeVar
+
+from ._errors import DatabaseUnavailable, PoolClosed, PoolTimeout
+
+__all__ = ["Pool", "Entry", "COUNTERS", "DISCARD_CAUSES", "forsake"]
+
+Conn = TypeVar("Conn")
+
+#: Why a connection was thrown away instead of being reused.
+DISCARD_CAUSES = ("lifetime", "idle", "ping", "error", "fork")
+
+#: Every key of :meth:`Pool.stats`.
+COUNTERS = (
+    "requests", "waits", "wait_time_total", "wait_time_max", "timeouts",
+    "opened", "connect_failures", "closed",
+    *(f"discarded_{cause}" for cause in DISCARD_CAUSES),
+    "returned_in_transaction", "reset_failures", "in_use", "idle", "size",
+)
+
+# A failed connect keeps later ones from trying again for this long (doubling up
+# to the maximum), so a dead server costs one connect timeout, not one per thread.
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 1.0
+
+monotonic = time.monotonic
+getpid = os.getpid
+
+# Pools alive in this process, so the fork hook can fix them up in the child.
+_pools: "weakref.WeakSet[Pool[Any]]" = weakref.WeakSet()
+# Connections of a parent process that the child must never touch nor free
+# (freeing a psycopg2 connection sends the server a Terminate message).
+_forsaken: list[object] = []
+
+
+class Entry(Generic[Conn]):
+    """One connection of a pool and what the pool knows about it."""
+
+    __slots__ = ("conn", "created", "expires", "last_used", "gen", "out")
+
+    def __init__(self, conn: Conn, now: float, expires: float, gen: int) -> None:
+        self.conn = conn
+        self.created = now
+        self.expires = expires
+        self.last_used = now
+        self.gen = gen
+        self.out = True
+
+
+def forsake(conn: object) -> None:
+    """Keep ``conn`` referenced until the process ends, so it is never freed (or closed)."""
+    _forsaken.append(conn)
+
+
+def _ignore(_conn: object) -> None:
+    return None
+
+
+class Pool(Generic[Conn]):
+    """A bounded pool of connections made by ``connect``.
+
+    ``max_size`` connections at most are open; ``min_size`` idle ones are kept
+    even when they sat unused for ``max_idle`` seconds. A checkout that finds
+    none free waits up to ``timeout`` seconds, then raises PoolTimeout.
+    A connection is replaced when it is older than ``max_lifetime`` (each one
+    gets 90–100 % of it, so they do not all expire at once) or idle longer than
+    ``max_idle``; ``None`` means no limit. ``keep=False`` closes every
+    connection when it comes back (per-request connections).
+
+    Hooks, all optional: ``check(conn)`` is a cheap local test run at every
+    reuse (True: fine, False: broken, None: doubtful, ping it); ``ping(conn)``
+    makes one round trip and returns False when the connection is dead; it also
+    runs when a connection was idle ``ping_after`` seconds. ``reset(conn)``
+    cleans a returned connection and returns True when it had to roll back;
+    raising means the connection is closed. ``close(conn)`` closes one; it must
+    not raise. ``abandon(conn)`` disposes of a connection inherited from the
+    parent after a fork without telling the server. ``describe_error(exc)``
+    turns a connect failure into a message without secrets.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Conn],
+        *,
+        name: str = "default",
+        max_size: int,
+        min_size: int = 0,
+        timeout: float = 10.0,
+        max_lifetime: float | None = None,
+        max_idle: float | None = None,
+        ping_after: float | None = None,
+        keep: bool = True,
+        check: Callable[[Conn], bool | None] | None = None,
+        ping: Callable[[Conn], bool] | None = None,
+        reset: Callable[[Conn], bool] | None = None,
+        close: Callable[[Conn], None] | None = None,
+        abandon: Callable[[Conn], None] | None = None,
+        describe_error: Callable[[BaseException], str] | None = None,
+    ) -> None:
+        if not isinstance(max_size, int) or max_size < 1:
+            raise ValueError(f"max_size must be a whole number of at least 1, not {max_size!r}")
+        if not isinstance(min_size, int) or not 0 <= min_size <= max_size:
+            raise ValueError(f"min_size must be from 0 to max_size ({max_size}), not {min_size!r}")
+        if timeout < 0:
+            raise ValueError(f"timeout must be at least 0 seconds, not {timeout!r}")
+        self.name = name
+        self._connect = connect
+        self.max_size = max_size
+        self.min_size = min_size
+        self.timeout = timeout
+        self.max_lifetime = max_lifetime
+        self.max_idle = max_idle
+        self.ping_after = ping_after
+        self.keep = keep
+        self._check = check
+        self._ping = ping
+        self._reset = reset
+        self._close = close or _ignore
+        self._abandon = abandon or forsake
+        self._describe = describe_error or (lambda exc: f"{type(exc).__name__}: {exc}")
+        # One threshold for the fast path: past it, the slow path sorts out
+        # whether the connection needs a ping or a replacement.
+        limits = [x for x in (max_idle, ping_after) if x is not None]
+        self._suspect_after = min(limits) if limits else float("inf")
+        self._init_state()
+        _pools.add(self)
+
+    def _init_state(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._idle: collections.deque[Entry[Conn]] = collections.deque()
+        self._all: set[Entry[Conn]] = set()
+        self._pid = getpid()
+        self._gen = getattr(self, "_gen", 0) + 1
+        self._size = 0  # open or being opened
+        self._in_use = 0  # checked out or being opened
+        self._closed = False
+        self._down_until = 0.0
+        self._backoff = BACKOFF_FIRST
+        self._down_reason = ""
+        self._counts: dict[str, float] = dict.fromkeys(COUNTERS[:-3], 0)
+        self._counts["wait_time_total"] = 0.0
+        self._counts["wait_time_max"] = 0.0
+
+    # ------------------------------------------------------------------ checkout
+    def checkout(self, timeout: float | None = None) -> Entry[Conn]:
+        """Return a checked, usable connection's entry; ``entry.conn`` is the connection.
+
+        Waits up to ``timeout`` (default: the pool's) for a free slot, then
+        raises PoolTimeout; raises DatabaseUnavailable when a needed new
+        connection cannot be opened and PoolClosed after :meth:`close`.
+        """
+        if self._pid != getpid():
+            self._after_fork()
+        with self._cond:
+            if self._closed:
+                raise self._closed_error()
+            self._counts["requests"] += 1
+            if self._idle:
+                entry: Entry[Conn] | None = self._idle.pop()
+                self._in_use += 1
+            else:
+                entry = self._reserve(self.timeout if timeout is None else timeout)
+        if entry is None:
+            return self._open()
+        entry.out = True
+        now = monotonic()
+        if now >= entry.expires or now - entry.last_used >= self._suspect_after:
+            return self._revalidate(entry, now)
+        if self._check is not None and self._check(entry.conn) is not True:
+            return self._revalidate(entry, now)
+        return entry
+
+    def _reserve(self, timeout: float) -> Entry[Conn] | None:
+        """With the lock held: take a free slot (None) or wait for an idle entry."""
+        if self._size < self.max_size:
+            self._size += 1
+            self._in_use += 1
+            return None
+        counts = self._counts
+        counts["waits"] += 1
+        start = monotonic()
+        deadline = start + timeout
+        try:
+            while True:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    counts["timeouts"] += 1
+                    raise PoolTimeout(
+                        f"No connection of database {self.name!r} became free within "
+                        f"{timeout:g} s: all {self.max_size} were in use. Raise its pool_max "
+                        f"or timeout, or hold connections for shorter times."
+                    )
+                self._cond.wait(remaining)
+                if self._closed:
+                    raise self._closed_error()
+                if self._idle:
+                    self._in_use += 1
+                    return self._idle.pop()
+                if self._size < self.max_size:
+                    self._size += 1
+                    self._in_use += 1
+                    return None
+        finally:
+            waited = monotonic() - start
+            counts["wait_time_total"] += waited
+            if waited > counts["wait_time_max"]:
+                counts["wait_time_max"] = waited
+
+    def _revalidate(self, entry: Entry[Conn], now: float) -> Entry[Conn]:
+        """Keep ``entry`` if it passes its checks, else replace it in the same slot."""
+        cause = None
+        if now >= entry.expires:
+            cause = "lifetime"
+        elif self.max_idle is not None and now - entry.last_used >= self.max_idle:
+            cause = "idle"
+        else:
+            verdict = self._check(entry.conn) if self._check is not None else True
+            if verdict is False:
+                cause = "error"
+            elif verdict is None or (
+                self.ping_after is not None and now - entry.last_used >= self.ping_after
+            ):
+                if self._ping is not None and not self._ping(entry.conn):
+                    cause = "ping"
+        if cause is None:
+            return entry
+        self._drop(entry, cause)
+        return self._open()
+
+    def _drop(self, entry: Entry[Conn], cause: str) -> None:
+        """Close a checked-out entry's connection but keep its slot for a replacement."""
+        with self._cond:
+            self._all.discard(entry)
+            self._counts["discarded_" + cause] += 1
+            self._counts["closed"] += 1
+        self._close(entry.conn)
+
+    def _open(self) -> Entry[Conn]:
+        """Open a connection into a slot already reserved; free the slot on failure."""
+        try:
+            with self._cond:
+                now = monotonic()
+                if now < self._down_until:
+                    raise DatabaseUnavailable(
+                        f"Database {self.name!r} is unavailable: {self._down_reason} "
+                        f"(next attempt in {self._down_until - now:.1f} s)."
+                    )
+                if self._down_reason:
+                    # Only this thread retries; the others fail fast meanwhile.
+                    self._down_until = now + self._backoff
+            try:
+                conn = self._connect()
+            except Exception as exc:
+                reason = self._describe(exc)
+                with self._cond:
+                    self._counts["connect_failures"] += 1
+                    self._down_reason = reason
+                    self._down_until = monotonic() + self._backoff
+                    self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+                raise DatabaseUnavailable(
+                    f"Database {self.name!r} is unavailable: {reason}"
+                ) from None
+        except BaseException:
+            with self._cond:
+                self._size -= 1
+                self._in_use -= 1
+                self._cond.notify()
+            raise
+        now = monotonic()
+        lifetime = self.max_lifetime
+        expires = now + lifetime * random.uniform(0.9, 1.0) if lifetime else float("inf")
+        entry = Entry(conn, now, expires, self._gen)
+        with self._cond:
+            self._down_reason = ""
+            self._down_until = 0.0
+            self._backoff = BACKOFF_FIRST
+            self._counts["opened"] += 1
+            self._all.add(entry)
+        return entry
+
+    # ------------------------------------------------------------------- checkin
+    def checkin(self, entry: Entry[Conn]) -> None:
+        """Give ``entry`` back: reset it, then keep it idle or close it. Frees the slot."""
+        if entry.gen != self._gen or self._pid != getpid():
+            # Made before a fork; the slot it held belonged to the parent.
+            if self._pid != getpid():
+                self._after_fork()
+            entry.out = False
+            return
+        if not entry.out:
+            raise RuntimeError(f"a connection was given back twice to database {self.name!r}")
+        entry.out = False
+        dirty = failed = False
+        if self._reset is not None:
+            try:
+                dirty = self._reset(entry.conn)
+            except Exception:
+                failed = True
+        now = monotonic()
+        stale: Entry[Conn] | None = None
+        with self._cond:
+            self._in_use -= 1
+            counts = self._counts
+            if dirty:
+                counts["returned_in_transaction"] += 1
+            if failed or self._closed or not self.keep or now >= entry.expires:
+                self._size -= 1
+                self._all.discard(entry)
+                counts["closed"] += 1
+                if failed:
+                    counts["reset_failures"] += 1
+                    counts["discarded_error"] += 1
+                elif now >= entry.expires and self.keep and not self._closed:
+                    counts["discarded_lifetime"] += 1
+                stale, entry = entry, None  # type: ignore[assignment]
+            else:
+                entry.last_used = now
+                self._idle.append(entry)
+                # Shrink without a thread: the oldest idle one goes once it sat too long.
+                oldest = self._idle[0]
+                if (self.max_idle is not None and self._size > self.min_size
+                        and oldest is not entry and now - oldest.last_used >= self.max_idle):
+                    self._idle.popleft()
+                    self._size -= 1
+                    self._all.discard(oldest)
+                    counts["closed"] += 1
+                    counts["discarded_idle"] += 1
+                    stale = oldest
+            self._cond.notify()
+        if stale is not None:
+            self._close(stale.conn)
+
+    # --------------------------------------------------------------- lifecycle
+    def close(self, wait: float = 3.0) -> bool:
+        """Refuse new checkouts, close idle connections, wait up to ``wait`` s for the rest.
+
+        Connections still checked out after that are closed when they come
+        back. Return True when none was out any more.
+        """
+        if self._pid != getpid():
+            self._after_fork()
+        with self._cond:
+            self._closed = True
+            idle = list(self._idle)
+            self._idle.clear()
+            self._size -= len(idle)
+            for entry in idle:
+                self._all.discard(entry)
+            self._counts["closed"] += len(idle)
+            self._cond.notify_all()
+        for entry in idle:
+            self._close(entry.conn)
+        deadline = monotonic() + wait
+        with self._cond:
+            while self._in_use > 0:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def _closed_error(self) -> PoolClosed:
+        return PoolClosed(
+            f"Database {self.name!r} is closed (the process is exiting or the module "
+            f"that declared it was reloaded with other settings)."
+        )
+
+    def _after_fork(self) -> None:
+        """In a child process: forget the parent's connections without closing them."""
+        with _fork_lock:
+            if self._pid == getpid():
+                return
+            inherited = list(self._all)
+            closed = self._closed
+            counts = self._counts
+            self._init_state()
+            self._closed = closed
+            self._counts["discarded_fork"] = counts["discarded_fork"] + len(inherited)
+        for entry in inherited:
+            self._abandon(entry.conn)
+
+    def stats(self) -> dict[str, float]:
+        """Return a snapshot of the counters (names in :data:`COUNTERS`)."""
+        if self._pid != getpid():
+            self._after_fork()
+        with self._cond:
+            out = dict(self._counts)
+            out["in_use"] = self._in_use
+            out["idle"] = len(self._idle)
+            out["size"] = self._size
+        return out
+
+
+_fork_lock = threading.Lock()
+
+
+def _fix_pools_in_child() -> None:
+    global _fork_lock
+    # The lock may have been held by a thread that does not exist in the child.
+    _fork_lock = threading.Lock()
+    for pool in list(_pools):
+        pool._after_fork()
+
+
+os.register_at_fork(after_in_child=_fix_pools_in_child)
