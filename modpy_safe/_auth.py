@@ -1,0 +1,248 @@
+"""The publisher's ``__auth__`` / ``__access__`` / ``__auth_realm__`` protocol.
+
+mod_python.publisher lets a page protect itself with three names, looked up on
+the module, on every object met while traversing the URL, and inside a
+published function or method (as nested definitions):
+
+``__auth__``
+    a dict ``{user: password}``, a callable ``(req, user, password) -> bool``,
+    or a constant whose truth decides.
+``__access__``
+    a list or tuple of users, a callable ``(req, user) -> bool``, or a constant.
+``__auth_realm__``
+    the realm named in the ``WWW-Authenticate`` challenge (default ``unknown``).
+
+Credentials come from a Basic ``Authorization`` header, parsed only when an
+object is protected, so a Digest header sent to an unprotected page is ignored.
+Missing or wrong credentials answer 401 with a Basic challenge, a malformed
+Basic header 400, and refused access 403.
+
+mod_python finds nested definitions by indexing ``co_consts`` with a formula
+that no longer matches Python 3.11's bytecode (and then calls
+``base64.decodestring``, gone since Python 3.9). Here the function's bytecode is
+read with :mod:`dis`, once per code object.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import dis
+import types
+import weakref
+from typing import Any, Callable
+
+from ._errors import HTTPError
+
+__all__ = ["AuthState", "Protection", "protection_of", "check"]
+
+NAMES = ("__auth__", "__access__", "__auth_realm__")
+_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
+
+
+class Protection:
+    """What one object on the path declares; ``None`` fields are absent."""
+
+    __slots__ = ("auth", "access", "realm", "has_auth", "has_access")
+
+    def __init__(self) -> None:
+        self.auth: Any = None
+        self.access: Any = None
+        self.realm: str | None = None
+        self.has_auth = False
+        self.has_access = False
+
+    def __bool__(self) -> bool:
+        return self.has_auth or self.has_access or self.realm is not None
+
+
+class AuthState:
+    """Realm and credentials carried from the module down the traversal path."""
+
+    __slots__ = ("realm", "user", "password", "parsed")
+
+    def __init__(self) -> None:
+        self.realm = "unknown"
+        self.user: str | None = None
+        self.password: str | None = None
+        self.parsed = False
+
+
+class _Unreadable:
+    """A nested value that is neither a constant nor a nested function."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+# Per code object: the nested values found in it (absent names are omitted).
+_nested_cache: "weakref.WeakKeyDictionary[types.CodeType, dict[str, Any]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _nested_values(code: types.CodeType) -> dict[str, Any]:
+    """Return the constants / code objects the function assigns to the three names."""
+    found = _nested_cache.get(code)
+    if found is not None:
+        return found
+    found = {}
+    if any(name in code.co_varnames or name in code.co_names or name in code.co_cellvars
+           for name in NAMES):
+        recent: list[dis.Instruction] = []
+        for ins in dis.get_instructions(code):
+            if ins.opname in _STORES and ins.argval in NAMES and ins.argval not in found:
+                found[ins.argval] = _assigned_value(ins.argval, recent)
+            if ins.opname not in ("CACHE", "EXTENDED_ARG", "NOP"):
+                recent = (recent + [ins])[-4:]
+    _nested_cache[code] = found
+    return found
+
+
+def _assigned_value(name: str, recent: list[dis.Instruction]) -> Any:
+    """Work out what a STORE of ``name`` stores from the instructions just before it."""
+    if not recent:
+        return _Unreadable(name)
+    last = recent[-1]
+    if last.opname == "LOAD_CONST" and not isinstance(last.argval, types.CodeType):
+        return last.argval
+    # A nested ``def`` loads its code object a few instructions before storing
+    # (MAKE_FUNCTION, and on newer Pythons SET_FUNCTION_ATTRIBUTE, in between).
+    for ins in reversed(recent):
+        if ins.opname == "LOAD_CONST" and isinstance(ins.argval, types.CodeType):
+            return ins.argval
+    return _Unreadable(name)
+
+
+def _from_code(func: types.FunctionType) -> Protection | None:
+    values = _nested_values(func.__code__)
+    if not values:
+        return None
+    prot = Protection()
+    for name, value in values.items():
+        if isinstance(value, _Unreadable):
+            raise HTTPError(
+                500,
+                f"{func.__qualname__!r} assigns {name} a value that is computed at run time; "
+                f"a nested {name} must be a nested function or a constant (as in "
+                "mod_python): move it to module level or to a nested def",
+            )
+        if isinstance(value, types.CodeType):
+            if value.co_freevars:
+                raise HTTPError(
+                    500,
+                    f"nested {name} in {func.__qualname__!r} uses variables of the enclosing "
+                    "function; it must use only its arguments and globals",
+                )
+            value = types.FunctionType(value, func.__globals__, name)
+        _assign(prot, name, value)
+    return prot
+
+
+def _assign(prot: Protection, name: str, value: Any) -> None:
+    if name == "__auth__":
+        prot.auth, prot.has_auth = value, True
+    elif name == "__access__":
+        prot.access, prot.has_access = value, True
+    else:
+        prot.realm = str(value)
+
+
+def protection_of(obj: Any) -> Protection | None:
+    """Return what ``obj`` declares about auth, or None when it declares nothing.
+
+    A function or method is read twice: its nested definitions (mod_python's
+    rule) and its attributes (``func.__auth__ = ...``, which mod_python ignores
+    for functions; honouring it can only protect more).
+    """
+    prot: Protection | None = None
+    func = obj.__func__ if isinstance(obj, types.MethodType) else obj
+    if isinstance(func, types.FunctionType):
+        prot = _from_code(func)
+        attrs = getattr(func, "__dict__", None)
+        if not attrs:
+            return prot
+        lookup: Callable[[str], Any] = attrs.get
+    else:
+        lookup = lambda name: getattr(obj, name, _MISSING)  # noqa: E731
+    for name in NAMES:
+        value = lookup(name)
+        if value is not _MISSING and (value is not None or name != "__auth_realm__"):
+            if prot is None:
+                prot = Protection()
+            _assign(prot, name, value)
+    return prot if prot else None
+
+
+_MISSING: Any = object()
+
+
+def parse_basic(header: str) -> tuple[str, str] | None:
+    """Return ``(user, password)`` from a Basic Authorization header.
+
+    None when the header uses another scheme (Digest, Bearer): the caller then
+    treats the request as carrying no credentials. A Basic header that does not
+    decode to ``user:password`` raises HTTPError(400).
+    """
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPError(400, "the Basic Authorization header is not valid base64") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Browsers long sent ISO-8859-1 credentials; mod_python accepted them too.
+        text = raw.decode("latin-1")
+    user, colon, password = text.partition(":")
+    if not colon:
+        raise HTTPError(400, "the Basic Authorization header has no 'user:password'")
+    return user, password
+
+
+def _challenge(realm: str) -> dict[str, str]:
+    quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+    return {"WWW-Authenticate": f'Basic realm="{quoted}"'}
+
+
+def check(req: Any, obj: Any, state: AuthState) -> None:
+    """Apply what ``obj`` declares to the request; raise HTTPError 400/401/403 to refuse."""
+    prot = protection_of(obj)
+    if prot is None:
+        return
+    if prot.realm is not None:
+        state.realm = prot.realm
+    if not (prot.has_auth or prot.has_access):
+        return
+    if not state.parsed:
+        state.parsed = True
+        header = req.headers_in.get("Authorization")
+        if header:
+            creds = parse_basic(header)
+            if creds is not None:
+                state.user, state.password = creds
+    if prot.has_auth:
+        if not state.user:
+            raise HTTPError(401, "authentication required", headers=_challenge(state.realm))
+        auth = prot.auth
+        if callable(auth):
+            ok = auth(req, state.user, state.password)
+        elif isinstance(auth, dict):
+            ok = state.user in auth and auth[state.user] == state.password
+        else:
+            ok = auth
+        if not ok:
+            raise HTTPError(401, "wrong user name or password", headers=_challenge(state.realm))
+    if prot.has_access:
+        access = prot.access
+        if callable(access):
+            ok = access(req, state.user)
+        elif isinstance(access, (list, tuple)):
+            ok = state.user in access
+        else:
+            ok = access
+        if not ok:
+            raise HTTPError(403, "access refused")

@@ -1,0 +1,312 @@
+"""The publisher's rules: URL → page file, traversal, security, arguments, results.
+
+These follow mod_python.publisher (its source, documentation and test suite)
+and are kept free of mod_python so they can be tested in plain Python:
+
+* :func:`locate` maps ``req.filename`` + ``req.path_info`` to a ``.py`` file
+  and the dotted path of the object to publish in it.
+* :func:`resolve` walks that path with getattr, applying the security rules and
+  the ``__auth__`` protocol of every object met.
+* :func:`call` calls the object with form fields bound to its parameters.
+* :func:`write` sends the result: text, bytes, or an iterable piece by piece.
+
+Work that depends only on a function (its parameters) is done once per function
+object and cached, so the per-request path stays short.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import types
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, NamedTuple
+
+from . import _auth
+from ._errors import HTTPError
+
+__all__ = ["Page", "locate", "resolve", "traversable", "publishable", "call", "write"]
+
+
+# ------------------------------------------------------------------ URL mapping
+
+
+class Page(NamedTuple):
+    """Where a request leads: the page file and the attribute names to traverse."""
+
+    path: str
+    parts: tuple[str, ...]
+
+
+_suffix_res: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def _suffix_re(suffixes: tuple[str, ...]) -> re.Pattern[str]:
+    found = _suffix_res.get(suffixes)
+    if found is None:
+        alternatives = "|".join(re.escape("." + s.lstrip(".")) + "$" for s in suffixes if s)
+        found = _suffix_res[suffixes] = re.compile(alternatives)
+    return found
+
+
+def locate(filename: str, path_info: str | None, suffixes: tuple[str, ...] = ()) -> Page:
+    """Return the page file and object path for a request, as mod_python.publisher maps them.
+
+    ``filename`` is what Apache mapped the URL to (a trailing ``/`` for a
+    directory), ``path_info`` the rest of the URL, ``suffixes`` the extensions
+    that select this handler (``.py`` is always one). ``/dir/`` serves
+    ``dir/index.py``; ``/dir/name/rest`` serves ``dir/name.py`` when it exists,
+    else ``dir/index.py`` with ``name`` put in front of the object path; 404
+    when neither exists. An empty object path means ``index``.
+    """
+    directory, module_name = os.path.split(filename)
+    if not module_name:
+        module_name = "index"
+    module_name = _suffix_re(("py", *suffixes)).sub("", module_name, count=1)
+    func_path = ""
+    if path_info:
+        func_path = path_info[1:]
+        if func_path.endswith("/"):
+            func_path = func_path[:-1]
+    path = os.path.join(directory, module_name + ".py")
+    if not os.path.isfile(path):
+        func_path = f"{module_name}/{func_path}" if func_path else module_name
+        path = os.path.join(directory, "index.py")
+        if not os.path.isfile(path):
+            raise HTTPError(404, "no page here")
+    # Slashes and dots both separate attribute names, as in mod_python.
+    parts = tuple((func_path or "index").replace("/", ".").split("."))
+    return Page(os.path.normpath(path), parts)
+
+
+# -------------------------------------------------------------------- traversal
+
+# Types of the interpreter's own objects (functions, methods, code, frames...):
+# mod_python lets none of them be traversed, so /page.py/index/__code__ and
+# /page.py/obj/method/__globals__ are refused even without the underscore rule.
+_BUILTIN_TYPES = frozenset(t for t in vars(types).values() if isinstance(t, type))
+# Never published: modules, classes (any metaclass), built-in functions and
+# bound built-in methods such as {}.keys or (1).__add__.
+_UNPUBLISHABLE = (
+    types.ModuleType,
+    type,
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+)
+
+
+def traversable(obj: Any) -> bool:
+    """Return True when the attributes of ``obj`` may be reached from a URL."""
+    return type(obj) not in _BUILTIN_TYPES and not isinstance(obj, _UNPUBLISHABLE)
+
+
+def publishable(obj: Any) -> bool:
+    """Return True when ``obj`` may be the object a URL publishes."""
+    return not isinstance(obj, _UNPUBLISHABLE)
+
+
+def resolve(req: Any, module: Any, parts: tuple[str, ...], state: _auth.AuthState) -> Any:
+    """Walk ``parts`` from ``module``; return the object to publish or raise 403/404.
+
+    The auth protocol is applied to the module and to every object reached, in
+    order, so an object deeper down can narrow (never widen) what is required.
+    """
+    _auth.check(req, module, state)
+    obj = module
+    for i, part in enumerate(parts):
+        if not part:
+            # '/page.py/index.' or '/page.py/.x': mod_python fails with IndexError (500).
+            raise HTTPError(404, "empty name in the object path")
+        if part[0] == "_":
+            raise HTTPError(403, f"{part!r} starts with an underscore and is never published")
+        if i and not traversable(obj):
+            raise HTTPError(403, f"cannot traverse into {type(obj).__name__!r} objects")
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise HTTPError(404, "no such object") from None
+        _auth.check(req, obj, state)
+    if not publishable(obj):
+        raise HTTPError(403, f"{type(obj).__name__!r} objects are never published")
+    return obj
+
+
+# -------------------------------------------------------------------- arguments
+
+
+class Plan(NamedTuple):
+    """How to call one function: which fields it takes, which it must have."""
+
+    names: tuple[str, ...]  # parameters a form field may fill (not 'req')
+    required: tuple[str, ...]  # of those, the ones without a default
+    req: bool  # pass the request (a parameter named 'req', or **kwargs)
+    var_kw: bool  # takes **kwargs: every field goes in
+
+
+_plans: "weakref.WeakKeyDictionary[Any, Plan]" = weakref.WeakKeyDictionary()
+_method_plans: "weakref.WeakKeyDictionary[Any, Plan]" = weakref.WeakKeyDictionary()
+_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _make_plan(func: Callable[..., Any], *, skip_first: bool) -> Plan:
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):  # no signature (some C callables): call with nothing
+        return Plan((), (), False, False)
+    if skip_first and params and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ):
+        params = params[1:]
+    keyword = [p for p in params if p.kind in _KEYWORD]
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    names = tuple(p.name for p in keyword if p.name != "req")
+    required = tuple(p.name for p in keyword if p.name != "req" and p.default is p.empty)
+    wants_req = var_kw or any(p.name == "req" for p in keyword)
+    return Plan(names, required, wants_req, var_kw)
+
+
+def _cached(cache: "weakref.WeakKeyDictionary[Any, Plan]", func: Any, skip_first: bool) -> Plan:
+    plan = cache.get(func)
+    if plan is None:
+        plan = cache[func] = _make_plan(func, skip_first=skip_first)
+    return plan
+
+
+def plan_for(obj: Any) -> tuple[Callable[..., Any], Plan]:
+    """Return what to call for ``obj`` and how, caching per function object."""
+    if isinstance(obj, types.FunctionType):
+        return obj, _cached(_plans, obj, False)
+    if isinstance(obj, types.MethodType) and isinstance(obj.__func__, types.FunctionType):
+        return obj, _cached(_method_plans, obj.__func__, True)
+    # Looked up on the class without binding: getattr(cls, "__call__") would
+    # find type.__call__, since every class is callable.
+    dunder = next((k.__dict__["__call__"] for k in type(obj).__mro__ if "__call__" in k.__dict__),
+                  None)
+    if isinstance(dunder, types.FunctionType):
+        return obj, _cached(_method_plans, dunder, True)
+    if dunder is None:
+        # An instance given a __call__ attribute of its own: mod_python calls
+        # that ("abuse of objects to create hierarchy", its tests rely on it).
+        own = getattr(obj, "__call__", None)  # noqa: B004 - the instance attribute is meant
+        if own is not None and own is not obj and callable(own):
+            return plan_for(own)
+    return obj, _make_plan(obj, skip_first=False)
+
+
+def is_callable(obj: Any) -> bool:
+    """Return True when publishing ``obj`` means calling it (mod_python's rule)."""
+    # callable() looks at the type only; mod_python also calls an instance __call__.
+    return callable(obj) or callable(getattr(obj, "__call__", None))  # noqa: B004
+
+
+def call(obj: Any, req: Any, form: Any) -> Any:
+    """Call ``obj`` with the form fields its parameters name; 400 when one is missing.
+
+    ``form`` is a :class:`~modpy_safe._forms.FormData`: a repeated field comes
+    as a list, an upload as its Field object. ``req`` goes to a parameter named
+    ``req`` and, as in mod_python, into ``**kwargs``.
+    """
+    func, plan = plan_for(obj)
+    kwargs: dict[str, Any] = {}
+    if plan.var_kw and form:
+        kwargs.update(form.to_dict())
+    else:
+        for name in plan.names:
+            if name in form:
+                kwargs[name] = form[name]
+    if plan.req:
+        kwargs["req"] = req
+    for name in plan.required:
+        if name not in kwargs:
+            raise HTTPError(400, f"the form field {name!r} is required")
+    return func(**kwargs)
+
+
+# ---------------------------------------------------------------------- results
+
+_HTML_END = re.compile(r"</html\s*>\s*$", re.I)
+_HTML_END_BYTES = re.compile(rb"</html\s*>\s*$", re.I)
+_HTML_START = re.compile(r"\s*(<!doctype\s+html|<html)", re.I)
+_HTML_START_BYTES = re.compile(rb"\s*(<!doctype\s+html|<html)", re.I)
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+def _guess_type(req: Any, chunk: str | bytes, *, whole: bool) -> None:
+    """Set Content-Type from the body unless the page set one (mod_python's rule).
+
+    A whole body is HTML when it ends with ``</html>`` (mod_python looks at the
+    last 100 characters); for a body sent piece by piece the end is not known
+    yet, so the first piece decides: HTML when it starts like a document.
+    """
+    if getattr(req, "_content_type_set", False):
+        return
+    text = isinstance(chunk, str)
+    if whole:
+        tail = chunk[-100:]
+        html = bool((_HTML_END if text else _HTML_END_BYTES).search(tail))  # type: ignore[arg-type]
+    else:
+        html = bool((_HTML_START if text else _HTML_START_BYTES).match(chunk))  # type: ignore[arg-type]
+    ctype = "text/html" if html else "text/plain"
+    req.content_type = ctype + "; charset=utf-8" if text else ctype
+
+
+def _as_piece(item: Any) -> str | bytes | None:
+    if item is None or isinstance(item, (str, bytes)):
+        return item
+    if isinstance(item, (bytearray, memoryview)):
+        return bytes(item)
+    return str(item)
+
+
+def write(req: Any, result: Any) -> None:
+    """Send ``result`` as the response body.
+
+    ``None`` sends nothing; ``str`` is sent as UTF-8 and ``bytes`` as they are;
+    a mapping or any other non-iterable object as ``str(result)``; any other
+    iterable (list, generator, dict view) piece by piece with the same rules.
+    A HEAD request gets the headers only: for text and bytes with the
+    Content-Length a GET would have, for an iterable after its first piece.
+    """
+    if result is None:
+        return
+    head = req.method == "HEAD"
+    if isinstance(result, (str, *_BYTES_LIKE)) or isinstance(result, Mapping) or not isinstance(
+        result, Iterable
+    ):
+        piece = _as_piece(result)
+        assert piece is not None
+        _guess_type(req, piece, whole=True)
+        data = piece.encode("utf-8") if isinstance(piece, str) else piece
+        if head:
+            if not getattr(req, "_bytes_queued", 0):
+                req.set_content_length(len(data))
+        else:
+            # No flush: Apache then adds Content-Length itself (MODPYTHON-107).
+            req.write(data, 0)
+        return
+    _write_pieces(req, iter(result), head)
+
+
+def _write_pieces(req: Any, pieces: Any, head: bool) -> None:
+    typed = False
+    try:
+        for item in pieces:
+            piece = _as_piece(item)
+            if not piece:
+                continue
+            if not typed:
+                _guess_type(req, piece, whole=False)
+                typed = True
+                if head:
+                    break
+            req.write(piece.encode("utf-8") if isinstance(piece, str) else piece, 0)
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+    if not typed and not getattr(req, "_content_type_set", False):
+        req.content_type = "text/plain"

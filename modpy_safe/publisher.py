@@ -1,0 +1,76 @@
+"""``PythonHandler modpy_safe.publisher``: a drop-in replacement for mod_python.publisher.
+
+A site written for ``mod_python.publisher`` switches by changing that one
+directive. URLs map to page files and objects in them, form fields to
+parameters, and ``__auth__``/``__access__``/``__auth_realm__`` protect pages,
+as mod_python documents; what differs is listed in
+``docs/migrating-from-publisher.md``. Pages are loaded through the safe
+importer, so editing a page never leaks what its old version held (a
+module-level database connection, say), and a page may declare a
+``modpy_safe.Database`` like any handler file.
+
+The rules themselves live in ``_publish`` (mapping, traversal, arguments,
+results) and ``_auth``; this module wires them to a request.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import _apache, _forms, _importer, _publish, _response
+from ._auth import AuthState
+from ._context import RequestScope
+from ._errors import HTTPError
+from ._options import options_for
+
+__all__ = ["handler"]
+
+METHODS = ("GET", "POST", "HEAD")
+_ALLOW = {"Allow": ", ".join(METHODS)}
+
+# Per (AddHandler extensions, handler extension): the suffixes a URL may carry.
+_suffixes: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def _suffixes_of(req: Any) -> tuple[str, ...]:
+    exts = req.get_addhandler_exts() or ""
+    extension = getattr(req, "extension", None) or ""
+    key = (exts, extension)
+    found = _suffixes.get(key)
+    if found is None:
+        found = tuple(s.lstrip(".") for s in (*exts.split(), extension) if s.lstrip("."))
+        _suffixes[key] = found
+    return found
+
+
+def handler(req: Any) -> int:
+    """Serve one request (the entry point mod_python calls)."""
+    req.allow_methods(list(METHODS))
+    _apache.install_logging()
+    config = req.get_config()
+    debug = config.get("PythonDebug", "0") == "1"
+    options = options_for(req.get_options())
+    with RequestScope(req, options, debug=debug) as scope:
+        try:
+            if req.method not in METHODS:
+                raise HTTPError(405, f"{req.method} is not allowed here", headers=_ALLOW)
+            page = _publish.locate(req.filename, req.path_info, _suffixes_of(req))
+            # Pages written for mod_python read req.filename as the page's file.
+            req.filename = page.path
+            try:
+                module = _importer.acquire(
+                    page.path, scope, autoreload=config.get("PythonAutoReload", "1") == "1"
+                )
+            except FileNotFoundError:
+                # Removed since locate() saw it; errors inside the page arrive wrapped.
+                raise HTTPError(404, "no page here") from None
+            obj = _publish.resolve(req, module, page.parts, AuthState())
+            if _publish.is_callable(obj):
+                # As mod_python does, the form is parsed for every call and left on req.form.
+                req.form = _forms.parse(req)
+                result = _publish.call(obj, req, req.form)
+            else:
+                result = obj
+            _publish.write(req, result)
+            return _response.OK
+        except Exception as exc:  # every failure becomes an HTTP answer
+            return _response.handle_error(req, exc, debug=debug)
