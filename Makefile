@@ -3,6 +3,7 @@
 PY      := .venv/bin/python
 MPM     ?= prefork
 PORT    ?= 8080
+STATE   ?= .run
 PYTEST_ARGS ?=
 
 .PHONY: help run stop test test-fast bench lint clean setup
@@ -18,10 +19,10 @@ setup:
 
 run:
 	@tools/bootstrap.sh run
-	@$(PY) apache/serve.py --mpm $(MPM) --port $(PORT) --state .run
+	@$(PY) apache/serve.py --mpm $(MPM) --port $(PORT) --state $(STATE)
 
 stop:
-	@$(PY) apache/serve.py --stop --state .run
+	@$(PY) apache/serve.py --stop --state $(STATE)
 
 test:
 	@tools/bootstrap.sh test

@@ -1,58 +1,163 @@
-"""Run the example site locally: ``make run`` (and ``make stop``).
+"""Run the example notes board locally: ``make run`` (and ``make stop``).
 
-Keeps a private PostgreSQL cluster under ``.run/pg`` (its data survives
+Keeps a private PostgreSQL cluster under ``<state>/pg`` (its data survives
 restarts), renders the httpd config from ``apache/`` for the chosen MPM, starts
-httpd on 127.0.0.1, prints the URLs and waits; Ctrl-C (or ``make stop`` from
-another terminal) stops httpd and the database cleanly.
+httpd on 127.0.0.1 serving ``handlers/`` straight from the checkout (so an edit
+there shows on the next request), prints the URLs and waits; Ctrl-C (or
+``make stop`` from another terminal) stops httpd, then the database.
+
+The site's configuration is built by :func:`site_config`, which the tests use
+too, so what they check is what ``make run`` serves.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from modpy_safe.testing import CHECKOUT, MPMS, Httpd, PostgresServer, SetupError
+# Run as a script (.venv/bin/python apache/serve.py): the checkout must be importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SITE = """\
-SetHandler mod_python
-PythonHandler hello
+from modpy_safe.testing import (
+    CHECKOUT,
+    MPMS,
+    Httpd,
+    PostgresServer,
+    SetupError,
+)
+
+HANDLERS = CHECKOUT / "handlers"
+#: The application_name of the site's connections, to find them in pg_stat_activity.
+APPLICATION_NAME = "modpy_safe-notes"
+
+
+def site_config(handlers: Path, dsn: str) -> tuple[str, dict[str, str], str]:
+    """Return the ``<Directory>`` body, the PythonOptions and the server config for the site.
+
+    ``handlers`` is the directory served as the document root; ``dsn`` the
+    database the notes live in. The same text, with your paths, is
+    ``apache/examples/notes-site.conf``.
+    """
+    h = handlers.resolve()
+    directory = f"""
+# The page: the publisher serves index.py (/ → index.py's index()).
+PythonHandler modpy_safe.publisher
+# Shared code, not a page: the publisher would publish its functions.
+<Files "board.py">
+    Require all denied
+</Files>
+# The JSON API: one Handler class for /api/notes and /api/notes/<id>.
+<Files "api.py">
+    PythonHandler modpy_safe.dispatch
+    PythonOption modpy_safe.handler "{h}/api.py::Notes"
+</Files>
+# A function handler, routed by its own file name.
+<Files "health.py">
+    PythonHandler modpy_safe.dispatch
+</Files>
 """
+    extra = f"""
+Alias /api/notes "{h}/api.py"
+Alias /health "{h}/health.py"
+<Location "/status">
+    SetHandler mod_python
+    PythonHandler modpy_safe.status
+</Location>
+"""
+    return directory, {"modpy_safe.db.default.dsn": dsn}, extra
 
 
-def site_config(postgres: PostgresServer) -> tuple[str, dict[str, str], str]:
-    """Return the <Directory> body, the PythonOptions and extra config for the site."""
-    return SITE, {"modpy_safe.db.default.dsn": postgres.dsn}, ""
+def unreadable_for(user: pwd.struct_passwd, directory: Path) -> Path | None:
+    """Return the first path httpd's ``user`` cannot enter or read, or None when all is well.
+
+    httpd drops from root to ``User`` before it loads a handler, so every
+    directory from ``/`` down to ``handlers/`` needs ``x`` for that user, and the
+    files need ``r``. The check runs as that user, which also honours ACLs.
+    """
+    probe = (
+        "import os, sys\n"
+        "d = sys.argv[1]\n"
+        "parts = d.split('/')\n"
+        "for i in range(2, len(parts) + 1):\n"
+        "    p = '/'.join(parts[:i])\n"
+        "    if not os.access(p, os.X_OK):\n"
+        "        print(p); sys.exit(1)\n"
+        "for name in os.listdir(d):\n"
+        "    p = os.path.join(d, name)\n"
+        "    if name.endswith('.py') and not os.access(p, os.R_OK):\n"
+        "        print(p); sys.exit(1)\n"
+    )
+    result = subprocess.run(
+        ["/usr/bin/python3", "-c", probe, str(directory)],
+        user=user.pw_uid, group=user.pw_gid, extra_groups=[], capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin"}, cwd="/",
+    )
+    if result.returncode == 0:
+        return None
+    return Path(result.stdout.strip() or directory)
+
+
+def check_readable(directory: Path) -> None:
+    """Raise SetupError saying what to do when httpd's user cannot read ``directory``."""
+    if os.geteuid() != 0:
+        return  # httpd runs as the current user, who can read the checkout
+    try:
+        www = pwd.getpwnam("www-data")
+    except KeyError:
+        return  # Httpd() reports the missing user itself
+    blocked = unreadable_for(www, directory)
+    if blocked is None:
+        return
+    raise SetupError(
+        f"httpd runs as 'www-data', which cannot read {blocked} and so cannot load the "
+        f"handlers in {directory}. modpy_safe serves them from the checkout so that an edit "
+        f"shows on the next request; copying them would hide your edits. Either let "
+        f"www-data in (for example 'chmod o+x' on each directory above the checkout and "
+        f"'chmod -R o+rX {CHECKOUT}'), or put the checkout somewhere readable such as "
+        f"/srv or /opt and run 'make run' there."
+    )
 
 
 def _stop_running(state: Path) -> int:
+    """Stop the ``make run`` whose state directory is ``state`` and wait for it."""
     pidfile = state / "serve.pid"
     try:
         pid = int(pidfile.read_text())
     except (OSError, ValueError):
-        print("modpy_safe: nothing is running (no .run/serve.pid)")
+        print(f"modpy_safe: nothing is running (no {pidfile})")
         return 0
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pidfile.unlink(missing_ok=True)
-        print("modpy_safe: nothing is running")
+        print("modpy_safe: nothing is running (removed a stale pid file)")
         return 0
-    for _ in range(300):
+    # It stops httpd (which waits for running requests) and then PostgreSQL.
+    for _ in range(600):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             print("modpy_safe: stopped")
             return 0
         time.sleep(0.1)
-    print(f"modpy_safe: pid {pid} did not stop within 30 s", file=sys.stderr)
+    print(f"modpy_safe: pid {pid} did not stop within 60 s", file=sys.stderr)
     return 1
 
 
+def _remembered_port(base: Path) -> int | None:
+    try:
+        return int((base / "port").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--mpm", default="prefork", choices=MPMS)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--state", default=".run", help="directory for the database and logs")
@@ -62,53 +167,68 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop:
         return _stop_running(state)
 
-    state.mkdir(parents=True, exist_ok=True)
-    os.chmod(state, 0o755)
     pidfile = state / "serve.pid"
-    postgres = PostgresServer(state / "pg", port=_remembered_port(state / "pg"))
-    httpd: Httpd | None = None
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text()), 0)
+        except (ProcessLookupError, ValueError):
+            pidfile.unlink()
+        else:
+            print(f"modpy_safe: 'make run' is already running with state {state}; "
+                  "stop it with 'make stop' first", file=sys.stderr)
+            return 1
+
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
+    # Installed before anything starts, so Ctrl-C during start-up still cleans up.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    postgres: PostgresServer | None = None
+    httpd: Httpd | None = None
     try:
+        check_readable(HANDLERS)
+        state.mkdir(parents=True, exist_ok=True)
+        os.chmod(state, 0o755)  # postgres and www-data must reach their directories
+        pidfile.write_text(str(os.getpid()))
+        postgres = PostgresServer(state / "pg", port=_remembered_port(state / "pg"))
         postgres.init()
         postgres.start()
         (state / "pg" / "port").write_text(str(postgres.port))
-        directory, options, extra = site_config(postgres)
-        httpd = Httpd(state / "httpd", mpm=args.mpm, port=args.port, docroot=CHECKOUT / "handlers",
+        directory, options, extra = site_config(HANDLERS, postgres.dsn_for(APPLICATION_NAME))
+        httpd = Httpd(state / "httpd", mpm=args.mpm, port=args.port, docroot=HANDLERS,
                       directory=directory, options=options, extra=extra, debug=True,
                       purpose="make run")
-        httpd.start()
-        pidfile.write_text(str(os.getpid()))
+        if not stopping:
+            httpd.start()
         base = httpd.url("")
-        print(f"modpy_safe: serving {CHECKOUT / 'handlers'} under {args.mpm} at {base}/")
+        print(f"modpy_safe: serving {HANDLERS} under the {args.mpm} MPM", flush=False)
         print(f"  app:        {base}/")
+        print(f"  API:        {base}/api/notes")
+        print(f"  status:     {base}/status")
+        print(f"  health:     {base}/health")
         print(f"  error log:  {httpd.error_log_path}")
+        print(f"  database:   {postgres.data} (port {postgres.port}, log {postgres.logfile})")
+        print("Edit a file in handlers/ and reload the page to see it change.")
         print("Press Ctrl-C to stop (or run 'make stop' in another terminal).", flush=True)
         while not stopping:
             time.sleep(0.2)
     except SetupError as exc:
-        print(f"modpy_safe: {exc}", file=sys.stderr)
+        print(f"modpy_safe: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        # httpd first: its children close their connections as they exit.
         if httpd is not None:
             httpd.stop()
-        postgres.stop()
+        if postgres is not None:
+            postgres.stop()
         pidfile.unlink(missing_ok=True)
-        print("modpy_safe: httpd and PostgreSQL stopped", flush=True)
+        if httpd is not None or postgres is not None:
+            print("modpy_safe: httpd and PostgreSQL stopped", flush=True)
     return 0
-
-
-def _remembered_port(base: Path) -> int | None:
-    try:
-        return int((base / "port").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 if __name__ == "__main__":
