@@ -137,9 +137,10 @@ def abandon(conn: Any) -> None:
     """In a forked child: detach ``conn`` from the parent's socket without telling the server.
 
     The child's copy of the socket is replaced by /dev/null, so nothing the
-    child ever does with the object (freeing it sends libpq's Terminate
-    message) reaches the server; the object itself is kept, never closed, in
-    case a dead thread held its internal lock at the fork.
+    child does with the object (a ``close()`` sends libpq's Terminate message)
+    can reach the server and end the parent's session; psycopg2 itself skips
+    that message when a child merely frees it. The object is kept, never
+    closed, in case a thread that no longer exists held its lock at the fork.
     """
     with contextlib.suppress(Exception):
         fd = conn.fileno()
