@@ -62,6 +62,13 @@ PythonHandler modpy_safe.publisher
 </Files>
 """
     extra = f"""
+# One named interpreter for the whole site, so the status page sees the app's modules.
+PythonInterpreter notes
+# Import the framework (and psycopg2) when each child starts, before its threads
+# serve anything: psycopg2's first import is not safe when two threads race to it,
+# which a threaded MPM's first requests otherwise do.
+PythonImport modpy_safe.dispatch notes
+PythonImport modpy_safe.publisher notes
 Alias /api/notes "{h}/api.py"
 Alias /health "{h}/health.py"
 <Location "/status">
