@@ -163,7 +163,7 @@ def protection_of(obj: Any) -> Protection | None:
         attrs = getattr(func, "__dict__", None)
         if not attrs:
             return prot
-        lookup: Callable[[str], Any] = attrs.get
+        lookup: Callable[[str], Any] = lambda name: attrs.get(name, _MISSING)  # noqa: E731
     else:
         lookup = lambda name: getattr(obj, name, _MISSING)  # noqa: E731
     for name in NAMES:
@@ -236,6 +236,8 @@ def check(req: Any, obj: Any, state: AuthState) -> None:
             ok = auth
         if not ok:
             raise HTTPError(401, "wrong user name or password", headers=_challenge(state.realm))
+        # Apache's access log (%u) and the page see who logged in.
+        req.user = state.user
     if prot.has_access:
         access = prot.access
         if callable(access):

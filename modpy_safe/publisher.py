@@ -53,7 +53,12 @@ def handler(req: Any) -> int:
         try:
             if req.method not in METHODS:
                 raise HTTPError(405, f"{req.method} is not allowed here", headers=_ALLOW)
-            page = _publish.locate(req.filename, req.path_info, _suffixes_of(req))
+            try:
+                filename, path_info = req.filename, req.path_info
+            except UnicodeDecodeError:
+                # mod_python decodes these as UTF-8 on access: '/page.py/%ff' fails here.
+                raise HTTPError(400, "the URL is not valid UTF-8 once percent-decoded") from None
+            page = _publish.locate(filename, path_info, _suffixes_of(req))
             # Pages written for mod_python read req.filename as the page's file.
             req.filename = page.path
             try:
