@@ -122,10 +122,15 @@ class ApacheLogHandler(logging.Handler):
                 logging.ERROR: _ap.APLOG_ERR,
                 logging.CRITICAL: _ap.APLOG_CRIT,
             }.get(record.levelno, _ap.APLOG_NOTICE)
+            # Without a server, Apache filters by its compiled-in default level
+            # (warn) and drops INFO whatever 'LogLevel' says; the main server's
+            # record applies the configured level.
+            server = getattr(_ap, "main_server", None)
+            extra = (server,) if server is not None else ()
             # Apache's error log is line oriented: one call per line keeps a
             # traceback readable and greppable.
             for line in text.splitlines() or [""]:
-                _ap.log_error(line, level)
+                _ap.log_error(line, level, *extra)
         except Exception:  # never let logging break a request
             self.handleError(record)
 
