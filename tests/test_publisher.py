@@ -15,9 +15,9 @@ from __future__ import annotations
 import base64
 import shutil
 import sys
-import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

@@ -11,7 +11,8 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
