@@ -1,0 +1,186 @@
+"""The reload protocol through real httpd under prefork, worker and event (issue 3)."""
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from modpy_safe.testing import make_tempdir
+
+pytestmark = pytest.mark.httpd
+
+DISPATCH = "SetHandler mod_python\nPythonHandler modpy_safe.dispatch"
+
+# The program from the mailing-list thread: a module-level connection, no guard.
+NAIVE = """\
+import os
+import psycopg2
+
+conn = psycopg2.connect({dsn!r})
+VERSION = {version}
+
+def handler(req):
+    req.content_type = "text/plain"
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid(){sleep}")
+        backend = cur.fetchone()[0]
+    conn.rollback()
+    req.write("version %d pid %d backend %d" % (VERSION, os.getpid(), backend))
+"""
+
+GUARDED = NAIVE.replace("conn = psycopg2.connect", 'if "conn" not in globals():\n    conn = psycopg2.connect')
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory httpd's unprivileged user can write to (pytest's tmp_path is private)."""
+    path = make_tempdir("modpy_safe-reload-")
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def serve(httpd: Any, mpm: str, files: dict[str, str], *, interval: str = "0",
+          **kwargs: Any) -> Any:
+    options = {"modpy_safe.handler": "app.py", "modpy_safe.reload.interval": interval}
+    options.update(kwargs.pop("options", {}))
+    return httpd(mpm, directory=DISPATCH, options=options, files=files, **kwargs)
+
+
+def answer(server: Any, path: str = "/") -> dict[str, int]:
+    """GET ``path`` and parse 'version V pid P backend B' into a dict."""
+    response = server.get(path)
+    assert response.status == 200, f"{response.status}: {response.text[:2000]}"
+    words = response.text.split()
+    return {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+
+
+def settle(postgres: Any, app: str, at_most: int, *, tries: int = 100) -> int:
+    """Return the connection count once it is at most ``at_most`` (bounded polling).
+
+    A backend leaves pg_stat_activity a moment after its client closed the socket.
+    """
+    count = postgres.count_connections(app)
+    for _ in range(tries):
+        if count <= at_most:
+            return count
+        time.sleep(0.05)
+        count = postgres.count_connections(app)
+    return count
+
+
+def test_edited_file_serves_new_code_and_unchanged_is_not_rerun(httpd, mpm, tmp_path):
+    """Item 1, with the default interval of one second."""
+    source = "import os\nTOKEN = os.urandom(8).hex()\nV = {v}\n" \
+             "def handler(req):\n    return 'v %d token %s pid %d' % (V, TOKEN, os.getpid())\n"
+    server = httpd(mpm, directory=DISPATCH, options={"modpy_safe.handler": "app.py"},
+                   files={"app.py": source.format(v=1)})
+    tokens: dict[str, str] = {}
+    for _ in range(12):
+        _, v, _, token, _, pid = server.get("/").text.split()
+        assert v == "1"
+        assert tokens.setdefault(pid, token) == token, "an unchanged file was executed again"
+    server.write("app.py", source.format(v=2))
+    server.wait_for("/", lambda r: r.text.startswith("v 2 "), tries=100, delay=0.05)
+    assert "reloaded" in server.error_log() and "(generation 2)" in server.error_log()
+
+
+def test_naive_module_edited_50_times_keeps_one_connection_per_process(httpd, mpm, postgres):
+    """Item 2 (and 10): the mailing-list program, unchanged, edited and requested 50 times."""
+    app = f"reload_naive_{mpm}"
+    dsn = postgres.dsn_for(app)
+    server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=0, sleep="")})
+    pids = {answer(server)["pid"]}
+    worst = 0
+    for version in range(1, 51):
+        server.write("app.py", NAIVE.format(dsn=dsn, version=version, sleep=""))
+        got = answer(server)
+        assert got["version"] == version
+        pids.add(got["pid"])
+        count = settle(postgres, app, len(pids))
+        worst = max(worst, count)
+        assert count <= len(pids), f"{count} connections for {len(pids)} processes after edit {version}"
+    assert worst >= 1
+    log = server.error_log()
+    assert re.search(r"modpy_safe: loaded \S+/app\.py as _mps_app_\w+ \(generation 1\)", log)
+    assert re.search(r"modpy_safe: reloaded \S+/app\.py \(generation \d+\)", log)
+    assert re.search(r"modpy_safe: closed 1 connection\(s\) left by generation \d+ of \S+/app\.py",
+                     log)
+
+
+def test_guarded_idiom_keeps_its_backend_across_20_reloads(httpd, mpm, postgres):
+    """Item 3: 'if "conn" not in globals()' keeps the same pg_backend_pid()."""
+    app = f"reload_guarded_{mpm}"
+    dsn = postgres.dsn_for(app)
+    server = serve(httpd, mpm, {"app.py": GUARDED.format(dsn=dsn, version=0, sleep="")})
+    backend_of: dict[int, int] = {}
+    for version in range(21):
+        if version:
+            server.write("app.py", GUARDED.format(dsn=dsn, version=version, sleep=""))
+        got = answer(server)
+        assert got["version"] == version
+        assert backend_of.setdefault(got["pid"], got["backend"]) == got["backend"]
+    assert settle(postgres, app, len(backend_of)) == len(backend_of)
+    assert set(postgres.backend_pids(app)) == set(backend_of.values())
+
+
+HOOKS = """\
+import os
+import psycopg2
+
+if "conn" not in globals():
+    conn = psycopg2.connect({dsn!r})
+    clones = 0
+VERSION = {version}
+
+def __mp_clone__(new):
+    # Written for mod_python 3.3: by the time it runs, the framework has already
+    # handed the connection over.
+    if {fail}:
+        raise RuntimeError("this clone hook is broken")
+    new.clones = clones + 1
+    new.saw_conn = hasattr(new, "conn")
+
+def __mp_purge__():
+    with open({marker!r}, "a") as out:
+        out.write("purged %d\\n" % VERSION)
+
+def handler(req):
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    conn.rollback()
+    return "version %d clones %d saw %d backend %d" % (
+        VERSION, clones, globals().get("saw_conn", False), backend)
+"""
+
+
+def test_hooks_keep_mod_python_33_meaning(httpd, mpm, postgres, shared_dir):
+    """Item 4: own __mp_clone__ runs after the hand-over; a failing one purges and starts fresh."""
+    app = f"reload_hooks_{mpm}"
+    dsn = postgres.dsn_for(app)
+    marker = shared_dir / "purged.txt"
+    server = serve(httpd, mpm, {"app.py": HOOKS.format(dsn=dsn, version=1, fail=False,
+                                                        marker=str(marker))}, processes=1)
+    first = answer(server)
+    assert (first["version"], first["clones"]) == (1, 0)
+    # Version 2 carries a hook that will fail; version 1's hook hands over to it.
+    server.write("app.py", HOOKS.format(dsn=dsn, version=2, fail=True, marker=str(marker)))
+    second = answer(server)
+    assert (second["version"], second["clones"], second["saw"]) == (2, 1, 1)
+    assert second["backend"] == first["backend"]
+    assert not marker.exists()
+
+    # Version 2's hook raises when version 3 arrives: purge, then a fresh start.
+    server.write("app.py", HOOKS.format(dsn=dsn, version=3, fail=False, marker=str(marker)))
+    third = answer(server)
+    assert (third["version"], third["clones"], third["saw"]) == (3, 0, 0)
+    assert third["backend"] != first["backend"]
+    assert marker.read_text() == "purged 2\n"
+    assert settle(postgres, app, 1) == 1, "the purged version's connection was not closed"
+    assert postgres.backend_pids(app) == [third["backend"]]
