@@ -16,8 +16,10 @@ from ._errors import (
     PoolClosed,
     PoolTimeout,
 )
+from ._handler import Handler
 from ._importer import ImportFailed, import_module
 from ._resources import register
+from ._response import Redirect, redirect
 
 __version__ = "0.1.0"
 
@@ -27,12 +29,15 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "HTTPError",
+    "Handler",
     "ImportFailed",
     "ModpySafeError",
     "NotInHttpdError",
     "PoolClosed",
     "PoolTimeout",
+    "Redirect",
     "__version__",
     "import_module",
+    "redirect",
     "register",
 ]

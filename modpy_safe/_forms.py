@@ -40,7 +40,8 @@ API
 from __future__ import annotations
 
 import io
-from typing import Any, Iterator, Union
+from collections.abc import Iterator
+from typing import Any, Union
 from urllib.parse import parse_qsl, unquote
 
 from ._context import current_scope

@@ -1,33 +1,266 @@
-"""Call a handler and turn its result, or its exception, into the HTTP answer."""
+"""Call a handler and turn its result, or its exception, into the HTTP answer.
+
+Return values (function handlers and Handler methods alike):
+
+========================  =================================================
+``None``                  OK: the handler wrote the response itself
+``int``                   a status for mod_python, as with plain PythonHandler
+``str``                   UTF-8 body; ``text/html`` when it looks like HTML
+                          (starts with ``<`` and ends with ``>``), else
+                          ``text/plain`` -- unless the handler set a type
+``bytes``                 the body as is (``application/octet-stream`` unless set)
+``dict`` / ``list``       JSON, ``application/json`` unless set
+any other iterable        each piece (``str`` or ``bytes``) written and flushed
+========================  =================================================
+
+Errors: :class:`~modpy_safe.HTTPError` (and :func:`redirect`) answer with their
+status and message; a :class:`~modpy_safe.DatabaseError` answers 503 with the
+reason, passwords masked; anything else answers 500 with a reference id, the
+traceback going to the error log under that id (and into the page too when
+``PythonDebug On``). ``mod_python.apache.SERVER_RETURN`` passes through to
+mod_python untouched, so code written for plain mod_python keeps working.
+"""
 from __future__ import annotations
 
+import html
+import json
 import logging
-from typing import Any, Callable
+import secrets
+import traceback
+from http import HTTPStatus
+from typing import Any, Callable, NoReturn
 
 from ._errors import DatabaseError, HTTPError
+from ._handler import is_handler_class, run
+from ._redact import scrub
 
-__all__ = ["call", "handle_error"]
+__all__ = ["call", "render", "handle_error", "send_error", "redirect", "Redirect", "OK", "DECLINED"]
 
 log = logging.getLogger("modpy_safe.dispatch")
 
 OK = 0
+DECLINED = -1
+_TEXT = "text/plain; charset=utf-8"
+_HTML = "text/html; charset=utf-8"
+_JSON = "application/json"
+_BINARY = "application/octet-stream"
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def call(req: Any, target: Callable[[Any], Any]) -> int:
-    """Call ``target(req)`` and return the status for mod_python."""
-    result = target(req)
+class Redirect(HTTPError):
+    """Send the client elsewhere: raised by :func:`redirect`."""
+
+    __module__ = "modpy_safe"
+
+    def __init__(self, url: str, status: int = 303) -> None:
+        if status not in _REDIRECTS:
+            raise ValueError(f"redirect status must be one of {_REDIRECTS}, not {status!r}")
+        if not url or "\r" in url or "\n" in url:
+            raise ValueError(f"redirect url must be non-empty and on one line, not {url!r}")
+        super().__init__(status, "", headers={"Location": url})
+        self.url = url
+
+
+def redirect(url: str, status: int = 303) -> NoReturn:
+    """Stop handling the request and send the client to ``url`` (303 See Other by default).
+
+    ``status`` may be 301, 302, 303, 307 or 308. It raises, so both
+    ``redirect(url)`` and ``return redirect(url)`` work.
+    """
+    raise Redirect(url, status)
+
+
+def call(req: Any, target: Callable[..., Any]) -> int:
+    """Call ``target`` (a function of ``req`` or a Handler subclass) and render its result."""
+    if is_handler_class(target):
+        return render(req, run(target, req))  # type: ignore[arg-type]
+    return render(req, target(req))
+
+
+def looks_like_html(text: str) -> bool:
+    """Return True when ``text`` starts with ``<`` and ends with ``>`` (spaces aside)."""
+    return text[:64].lstrip()[:1] == "<" and text[-64:].rstrip()[-1:] == ">"
+
+
+def render(req: Any, result: Any) -> int:
+    """Write ``result`` as the response body and return the status for mod_python."""
     if result is None:
         return OK
-    return int(result)
+    kind = type(result)
+    if kind is str:
+        if not req._content_type_set:
+            req.content_type = _HTML if looks_like_html(result) else _TEXT
+        # No flush: Apache's content-length filter can then set Content-Length.
+        req.write(result.encode("utf-8"), 0)
+        return OK
+    if kind is int:
+        return result  # type: ignore[no-any-return]
+    if kind is dict or kind is list:
+        return _write(req, json.dumps(result, ensure_ascii=False).encode("utf-8"), _JSON)
+    if kind is bytes or kind is bytearray or kind is memoryview:
+        return _write(req, bytes(result), _BINARY)
+    # Subclasses take the slower path.
+    if isinstance(result, bool):
+        raise TypeError(f"the handler returned {result!r}; return an int status, "
+                        "a body (str, bytes, dict, list, iterable) or None")
+    if isinstance(result, int):
+        return int(result)
+    if isinstance(result, str):
+        return render(req, str(result))
+    if isinstance(result, (dict, list)):
+        return _write(req, json.dumps(result, ensure_ascii=False).encode("utf-8"), _JSON)
+    if hasattr(result, "__iter__"):
+        return _stream(req, result)
+    raise TypeError(f"the handler returned {type(result).__name__} {result!r:.80}; return an "
+                    "int status, a body (str, bytes, dict, list, iterable) or None")
+
+
+def _write(req: Any, body: bytes, content_type: str) -> int:
+    if not req._content_type_set:
+        req.content_type = content_type
+    req.write(body, 0)
+    return OK
+
+
+def _stream(req: Any, pieces: Any) -> int:
+    iterator = iter(pieces)
+    try:
+        first = True
+        for piece in iterator:
+            if isinstance(piece, str):
+                if first and not req._content_type_set:
+                    req.content_type = _HTML if looks_like_html(piece) else _TEXT
+                data = piece.encode("utf-8")
+            elif isinstance(piece, (bytes, bytearray, memoryview)):
+                if first and not req._content_type_set:
+                    req.content_type = _BINARY
+                data = bytes(piece)
+            else:
+                raise TypeError(f"the handler's iterable yielded {type(piece).__name__} "
+                                f"{piece!r:.80}; yield str or bytes")
+            first = False
+            if data:
+                req.write(data)  # flushed: the client sees each piece as it comes
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+    return OK
+
+
+# ------------------------------------------------------------------- errors
+
+
+def new_reference() -> str:
+    """Return a short random id that ties an error page to its log entry."""
+    return secrets.token_hex(5)
+
+
+def _wants_json(req: Any) -> bool:
+    accept = req.headers_in.get("accept") or ""
+    return "application/json" in accept and "text/html" not in accept
+
+
+def send_error(
+    req: Any,
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    reference: str | None = None,
+    detail: str | None = None,
+) -> int:
+    """Answer with ``status`` and a short page (JSON for a client that asks for it).
+
+    ``detail`` (a traceback, shown only with PythonDebug On) goes into the
+    page as preformatted text; ``reference`` ties the page to the error log.
+    """
+    req.status = status
+    for name, value in (headers or {}).items():
+        req.headers_out[name] = value
+    if status < 200 or status in (204, 304):
+        return OK
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    if _wants_json(req):
+        doc: dict[str, Any] = {"status": status, "error": phrase, "message": message}
+        if reference:
+            doc["reference"] = reference
+        if detail:
+            doc["traceback"] = detail
+        req.content_type = _JSON
+        req.write(json.dumps(doc, ensure_ascii=False).encode("utf-8"), 0)
+        return OK
+    parts = [f"<!DOCTYPE html>\n<html><head><title>{status} {html.escape(phrase)}</title>"
+             f"</head>\n<body>\n<h1>{html.escape(phrase)}</h1>\n"]
+    if message:
+        parts.append(f"<p>{html.escape(message)}</p>\n")
+    location = (headers or {}).get("Location")
+    if location:
+        parts.append(f'<p>See <a href="{html.escape(location)}">{html.escape(location)}</a>.</p>\n')
+    if reference:
+        parts.append(f"<p>Reference: <code>{reference}</code></p>\n")
+    if detail:
+        parts.append(f"<pre>{html.escape(detail)}</pre>\n")
+    parts.append("</body></html>\n")
+    req.content_type = _HTML
+    req.write("".join(parts).encode("utf-8"), 0)
+    return OK
+
+
+def _is_server_return(exc: BaseException) -> bool:
+    cls = type(exc)
+    # mod_python defines it in its C module '_apache' and re-exports it.
+    return cls.__name__ == "SERVER_RETURN" and cls.__module__ in ("_apache", "mod_python.apache")
+
+
+def _known_dsns() -> list[str]:
+    """Return the DSNs of the Databases this process knows, to mask their passwords."""
+    try:
+        from ._database import databases
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return []
+    found: list[str] = []
+    try:
+        for db in databases():
+            # Both what the code gave and what the options settled on may hold one.
+            for settings in (getattr(db, "_given", None), getattr(db, "_settings", None)):
+                dsn = (settings or {}).get("dsn")
+                if dsn:
+                    found.append(str(dsn))
+    except Exception:  # masking must never turn one error into two
+        log.exception("could not list the Databases to mask their passwords")
+    return found
 
 
 def handle_error(req: Any, exc: BaseException, *, debug: bool) -> int:
-    """Answer a request whose handling raised ``exc``."""
+    """Answer a request whose handling raised ``exc`` (never a traceback unless ``debug``)."""
     if isinstance(exc, HTTPError):
-        req.status = exc.status
-        return exc.status
+        return send_error(req, exc.status, exc.message, headers=exc.headers)
+    if _is_server_return(exc):
+        raise exc  # mod_python's own protocol (util.redirect, apache.SERVER_RETURN)
+    reference = new_reference()
+    dsns = _known_dsns()
+    trace = scrub("".join(traceback.format_exception(exc)), *dsns)
+    where = f"{req.method} {req.unparsed_uri}"
     if isinstance(exc, DatabaseError):
-        log.error("%s: %s", req.uri, exc)
-        return 503
-    log.exception("%s: unhandled error", req.uri)
-    return 500
+        reason = scrub(str(exc), *dsns) or type(exc).__name__
+        log.error("[%s] %s: database unavailable (%s)\n%s", reference, where, reason,
+                  _tagged(trace, reference))
+        status, message = getattr(exc, "http_status", 503), (
+            f"The database is not available right now ({type(exc).__name__}: {reason}). "
+            "Please try again in a moment.")
+    else:
+        log.error("[%s] %s failed:\n%s", reference, where, _tagged(trace, reference))
+        status, message = 500, "The server could not complete the request."
+    if req.sent_bodyct:
+        # The status line and part of the body are gone already: the log is all we can do.
+        return OK
+    return send_error(req, status, message, reference=reference, detail=trace if debug else None)
+
+
+def _tagged(trace: str, reference: str) -> str:
+    # Every line carries the id, so 'grep <id> error.log' shows the whole traceback.
+    return "\n".join(f"[{reference}] {line}" for line in trace.rstrip().splitlines())

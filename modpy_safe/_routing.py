@@ -1,54 +1,159 @@
 """Decide which file and which callable serve a request.
 
-``PythonOption modpy_safe.handler <file>[::<name>]`` names one target for the
-whole section; the file is absolute or relative to the section's directory.
+Two ways, chosen per section:
+
+* ``PythonOption modpy_safe.handler <file>[::<name>]`` names one target for the
+  whole section. ``<file>`` is a path to a ``.py`` file, absolute or relative to
+  the section's ``<Directory>`` (in a ``<Location>`` or at server level: to the
+  first ``sys.path`` entry that holds it, as mod_python finds
+  ``PythonHandler mymodule``). A bare module name works too: ``mymodule`` means
+  ``mymodule.py`` and ``pkg.mod`` means ``pkg/mod.py``, so a ``PythonHandler``
+  line moves over unchanged. ``<name>`` defaults to ``handler``.
+* Without it the request's file decides: ``/app/notes.py`` and ``/app/notes``
+  (when ``notes.py`` exists) go to ``notes.py``'s ``handler``; a directory goes
+  to its ``index.py``; an existing file of another kind is left to Apache
+  (DECLINED), so static files keep being served; anything else is 404.
+
+The option is parsed once per distinct configuration; a request then costs
+a couple of dict lookups (plus one ``stat`` for an extensionless URL).
 """
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from typing import Any, NamedTuple
 
 from ._errors import ConfigError, HTTPError
 from ._options import Options
 
-__all__ = ["Target", "resolve", "find"]
+__all__ = ["Target", "resolve", "find", "parse_spec", "OPTION"]
+
+OPTION = "modpy_safe.handler"
+_CACHE_LIMIT = 1024
 
 
 class Target(NamedTuple):
+    """The file and the name in it that serve a request."""
+
     path: str  # absolute path of the .py file
     name: str  # the callable (or Handler class) in it
+    explicit: bool  # named by modpy_safe.handler (a missing name is a config error)
 
 
-def _section_dir(req: Any) -> str:
-    directory = req.hlist.directory or os.path.dirname(req.filename or "") or "/"
-    return str(directory)
-
-
-def resolve(req: Any, options: Options) -> Target:
-    """Return the target named by ``modpy_safe.handler`` for this request."""
-    spec = options.raw("handler")
-    if spec is None:
-        raise ConfigError(
-            "PythonOption modpy_safe.handler is not set: name the handler file, "
-            "e.g. 'PythonOption modpy_safe.handler app.py::handler'."
-        )
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split ``file[::name]`` into the relative or absolute ``.py`` path and the name."""
     path, _, name = spec.partition("::")
-    path = path.strip()
+    path, name = path.strip(), name.strip() or "handler"
+    if not path or not name.isidentifier():
+        raise ValueError("allowed: a path to a .py file or a module name, optionally "
+                         "followed by ::<name of a function or Handler class>")
     if not path.endswith(".py"):
-        raise ConfigError(
-            f"PythonOption modpy_safe.handler has value {spec!r}: allowed: "
-            "a path to a .py file, optionally followed by ::<callable>."
-        )
-    if not os.path.isabs(path):
-        path = os.path.join(_section_dir(req), path)
-    return Target(os.path.normpath(path), name.strip() or "handler")
+        if "/" in path or not all(part.isidentifier() for part in path.split(".")):
+            raise ValueError("allowed: a path ending in .py, or a dotted module name "
+                             "such as 'mymodule' or 'pkg.mod'")
+        path = path.replace(".", "/") + ".py"
+    return path, name
+
+
+# (options, section directory) → Target; Options objects are themselves cached
+# per distinct configuration by options_for, so this is filled once per section.
+_fixed: dict[tuple[int, str | None], tuple[Options, Target]] = {}
+# filename of an extensionless URL → its .py Target, once seen to exist.
+_by_file: dict[str, Target] = {}
+_lock = threading.Lock()
+
+
+def _section_dir(req: Any) -> str | None:
+    hlist = req.hlist
+    if hlist.is_location:
+        return None
+    return hlist.directory or None
+
+
+def _locate(relative: str, directory: str | None) -> str:
+    if os.path.isabs(relative):
+        return os.path.normpath(relative)
+    # mod_python's order for 'PythonHandler mymodule': the section's directory,
+    # then sys.path (PythonPath).
+    candidates = ([directory] if directory else []) + [entry or "." for entry in sys.path]
+    for base in candidates:
+        candidate = os.path.join(base, relative)
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    if directory:
+        # Not there yet: requests get 404 until the file appears.
+        return os.path.normpath(os.path.join(directory, relative))
+    raise ConfigError(
+        f"PythonOption {OPTION} names {relative!r}, which is not in any sys.path entry: "
+        "give an absolute path, or put 'PythonHandler modpy_safe.dispatch' in a "
+        "<Directory> section to resolve it against that directory."
+    )
+
+
+def _fixed_target(req: Any, options: Options, spec: str) -> Target:
+    directory = _section_dir(req)
+    key = (id(options), directory)
+    entry = _fixed.get(key)
+    if entry is not None and entry[0] is options:
+        return entry[1]
+    relative, name = options.get("handler", parse_spec, ("", ""))
+    target = Target(_locate(relative, directory), name, True)
+    with _lock:
+        if len(_fixed) >= _CACHE_LIMIT:
+            _fixed.clear()
+        # The Options object is kept in the entry so its id cannot be reused.
+        _fixed[key] = (options, target)
+    return target
+
+
+def resolve(req: Any, options: Options) -> Target | None:
+    """Return the target serving this request, or None to leave it to Apache.
+
+    Raises :class:`HTTPError` 404 when the URL names no handler file.
+    """
+    spec = options.raw(OPTION)
+    if spec is not None:
+        return _fixed_target(req, options, spec)
+    filename: str = req.filename or ""
+    if filename.endswith(".py"):
+        return Target(filename, "handler", False)
+    target = _by_file.get(filename)
+    if target is not None:
+        return target
+    return _by_request_file(filename)
+
+
+def _by_request_file(filename: str) -> Target | None:
+    candidate = filename + ".py"
+    if os.path.isfile(candidate):
+        target = Target(candidate, "handler", False)
+        with _lock:
+            if len(_by_file) >= _CACHE_LIMIT:
+                _by_file.clear()
+            _by_file[filename] = target
+        return target
+    if os.path.isdir(filename):
+        index = os.path.join(filename, "index.py")
+        if os.path.isfile(index):
+            return Target(index, "handler", False)
+    elif os.path.exists(filename):
+        return None  # a static file: Apache's default handler serves it
+    raise HTTPError(404, "There is no page at this address.")
 
 
 def find(module: Any, target: Target) -> Any:
-    """Return the callable ``target.name`` of ``module``; 500 with a clear message if absent."""
-    try:
-        return getattr(module, target.name)
-    except AttributeError:
-        raise HTTPError(
-            500, f"{target.path} defines no {target.name!r} to handle the request"
-        ) from None
+    """Return the callable ``target.name`` of ``module``.
+
+    A file reached through its URL without that name is not a page (404); a name
+    given in ``modpy_safe.handler`` that is missing is a configuration error.
+    """
+    obj = getattr(module, target.name, None)
+    if obj is not None and callable(obj):
+        return obj
+    if not target.explicit:
+        raise HTTPError(404, "There is no page at this address.")
+    raise ConfigError(
+        f"PythonOption {OPTION} names {target.name!r} in {target.path!r}, but that file "
+        f"defines no function or Handler class called {target.name!r}."
+    )

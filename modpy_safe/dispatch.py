@@ -5,6 +5,10 @@ split so each part can be tested alone: ``_routing`` decides which file and
 callable serve the request, ``_importer`` returns the current instance of that
 file (reloading it when it changed), and ``_response`` calls the target and
 turns its result or its exception into the HTTP answer.
+
+This function runs on every request, so it does only what must be done per
+request: options and targets are cached per configuration by the modules it
+calls, and no exception is raised on the normal path.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 
 from . import _apache, _importer, _response, _routing
 from ._context import RequestScope
+from ._errors import HTTPError
 from ._options import options_for
 
 __all__ = ["handler"]
@@ -25,7 +30,15 @@ def handler(req: Any) -> int:
     with RequestScope(req, options, debug=debug) as scope:
         try:
             target = _routing.resolve(req, options)
-            module = _importer.acquire(target.path, scope, autoreload=_apache.autoreload_enabled(req))
+            if target is None:
+                return _response.DECLINED
+            try:
+                module = _importer.acquire(
+                    target.path, scope, autoreload=_apache.autoreload_enabled(req)
+                )
+            except FileNotFoundError:
+                # Only the handler file itself: errors inside it arrive wrapped.
+                raise HTTPError(404, "There is no page at this address.") from None
             return _response.call(req, _routing.find(module, target))
         except Exception as exc:  # every failure becomes an HTTP answer
             return _response.handle_error(req, exc, debug=debug)
