@@ -184,3 +184,102 @@ def test_hooks_keep_mod_python_33_meaning(httpd, mpm, postgres, shared_dir):
     assert marker.read_text() == "purged 2\n"
     assert settle(postgres, app, 1) == 1, "the purged version's connection was not closed"
     assert postgres.backend_pids(app) == [third["backend"]]
+
+
+def broken(source: str, mistake: str) -> tuple[str, int]:
+    """Insert ``mistake`` after the connect line; return the source and its line number."""
+    lines = source.splitlines()
+    at = next(i for i, line in enumerate(lines) if "psycopg2.connect" in line) + 1
+    lines.insert(at, mistake)
+    return "\n".join(lines) + "\n", at + 1
+
+
+def test_failed_reload_keeps_old_version_until_the_file_is_fixed(httpd, mpm, postgres):
+    """Item 5 with PythonDebug Off: break it, the old version answers, fix it, the new one does."""
+    app = f"reload_broken_{mpm}"
+    dsn = postgres.dsn_for(app)
+    # One process: a process that never loaded version 1 has no old version to keep.
+    server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=1, sleep="")},
+                   processes=1)
+    pids = {answer(server)["pid"]}
+
+    text, line = broken(NAIVE.format(dsn=dsn, version=2, sleep=""), "raise ValueError('broken on purpose')")
+    server.write("app.py", text)
+    for _ in range(8):
+        got = answer(server)
+        assert got["version"] == 1, "a failed reload must leave the old version in place"
+        pids.add(got["pid"])
+    # The failed version's own connection is closed; the old one is untouched.
+    assert settle(postgres, app, len(pids)) <= len(pids)
+    log = server.error_log()
+    failures = re.findall(rf"reload of \S+/app\.py failed at \S+/app\.py:{line}: "
+                          r"ValueError: broken on purpose", log)
+    assert 1 <= len(failures) <= len(pids), "logged once per failed version and process"
+    assert "Traceback (most recent call last)" in log
+
+    syntax, bad_line = broken(NAIVE.format(dsn=dsn, version=3, sleep=""), "def oops(:")
+    server.write("app.py", syntax)
+    assert answer(server)["version"] == 1
+    assert re.search(rf"reload of \S+/app\.py failed at \S+/app\.py:{bad_line}: SyntaxError",
+                     server.error_log())
+
+    server.write("app.py", NAIVE.format(dsn=dsn, version=4, sleep=""))
+    got = answer(server)
+    assert got["version"] == 4
+    pids.add(got["pid"])
+    assert settle(postgres, app, len(pids)) <= len(pids)
+
+
+def test_failed_reload_is_shown_with_python_debug(httpd, mpm, postgres):
+    """Item 5 with PythonDebug On: the request shows the error until the file is fixed."""
+    app = f"reload_debug_{mpm}"
+    dsn = postgres.dsn_for(app)
+    server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=1, sleep="")},
+                   debug=True, processes=1)
+    assert answer(server)["version"] == 1
+    text, line = broken(NAIVE.format(dsn=dsn, version=2, sleep=""), "raise ValueError('shown')")
+    server.write("app.py", text)
+    for _ in range(2):
+        shown = server.get("/")
+        assert shown.status == 500
+        assert f"app.py:{line}: ValueError: shown" in shown.text
+    assert settle(postgres, app, 1) == 1
+    server.write("app.py", NAIVE.format(dsn=dsn, version=3, sleep=""))
+    assert answer(server)["version"] == 3
+    assert settle(postgres, app, 1) == 1
+
+
+HELPERS = """\
+WORD = {word!r}
+
+def shout():
+    return WORD.upper()
+"""
+
+USES_HELPERS = """\
+import json
+import os
+import sys
+import helpers
+from helpers import shout
+
+LOADED = os.urandom(4).hex()
+
+def handler(req):
+    return "%s %s %s json-is-stdlib %s" % (
+        helpers.WORD, shout(), LOADED, json is sys.modules["json"])
+"""
+
+
+def test_editing_a_helper_reloads_it_and_its_importer(httpd, mpm):
+    """Item 6: 'import helpers' from the handler's directory is tracked; json is not."""
+    server = serve(httpd, mpm, {"helpers.py": HELPERS.format(word="one"),
+                                "app.py": USES_HELPERS}, processes=1)
+    word, loud, loaded, _, stdlib = server.get("/").text.split()
+    assert (word, loud, stdlib) == ("one", "ONE", "True")
+    assert server.get("/").text.split()[2] == loaded, "an unchanged importer ran again"
+    server.write("helpers.py", HELPERS.format(word="two"))
+    word, loud, reloaded, _, stdlib = server.get("/").text.split()
+    assert (word, loud, stdlib) == ("two", "TWO", "True")
+    assert reloaded != loaded, "the module that imported helpers was not reloaded"
+    assert re.search(r"reloaded \S+/helpers\.py \(generation 2\)", server.error_log())
