@@ -125,7 +125,7 @@ def check_readable(directory: Path) -> None:
         f"handlers in {directory}. modpy_safe serves them from the checkout so that an edit "
         f"shows on the next request; copying them would hide your edits. Either let "
         f"www-data in (for example 'chmod o+x' on each directory above the checkout and "
-        f"'chmod -R o+rX {CHECKOUT}'), or put the checkout somewhere readable such as "
+        f"'chmod -R o+rX {directory}'), or put the checkout somewhere readable such as "
         f"/srv or /opt and run 'make run' there."
     )
 

@@ -1,0 +1,197 @@
+"""``make run`` as a user runs it: start, use the printed URLs, stop, and nothing is left.
+
+The run uses a free ``PORT`` and a temporary ``STATE`` directory, so it never
+touches a ``make run`` of the checkout's own ``.run/``. It is started in its own
+session, like a terminal's foreground job, so "Ctrl-C" is a SIGINT to the
+whole process group, exactly what the terminal sends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modpy_safe.testing import CHECKOUT, free_port, make_tempdir
+
+
+class MakeRun:
+    """One ``make run`` in the background, its output in a file."""
+
+    def __init__(self, state: Path, port: int, mpm: str) -> None:
+        self.state, self.port, self.mpm = state, port, mpm
+        self.log = state.parent / f"make-run-{mpm}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["make", "--no-print-directory", "run", f"PORT={port}", f"STATE={state}",
+                 f"MPM={mpm}"],
+                cwd=CHECKOUT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, tries: int = 1200) -> dict[str, str]:
+        """Wait (bounded) for the banner; return the URLs it printed by label."""
+        for _ in range(tries):
+            text = self.output()
+            if "Press Ctrl-C" in text:
+                return dict(re.findall(r"^\s+(app|API|status|health):\s+(\S+)$", text, re.M))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"make run did not come up (exit {self.proc.poll()}):\n"
+                             f"{self.output()}")
+
+    def wait_exit(self, tries: int = 600) -> int:
+        for _ in range(tries):
+            code = self.proc.poll()
+            if code is not None:
+                return code
+            time.sleep(0.1)
+        raise AssertionError(f"make run is still running after a stop:\n{self.output()}")
+
+    def kill(self) -> None:
+        """Last resort in ``finally``: stop whatever is left of this run."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def processes_using(state: Path) -> list[str]:
+    """Return the command lines of running processes that mention ``state`` (httpd, postgres)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if str(state) in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z":
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
+def wait_until_gone(state: Path, tries: int = 200) -> None:
+    for _ in range(tries):
+        if not processes_using(state):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"still running after the stop: {processes_using(state)}")
+
+
+def fetch(url: str, data: Any = None) -> tuple[int, str, bytes]:
+    """GET (or POST JSON ``data`` to) ``url``; return status, content type and body."""
+    body = json.dumps(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
+                                                              "Accept": "text/html"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+def port_is_closed(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.httpd
+@pytest.mark.slow
+def test_make_run_serves_the_urls_it_prints_and_stops_cleanly() -> None:
+    if shutil.which("make") is None:
+        pytest.fail("'make' is not installed: apt-get install make")
+    tmp = make_tempdir("modpy_safe-make-run-")
+    state = tmp / "state"
+    port = free_port()
+    run: MakeRun | None = None
+    try:
+        # First run (event): the URLs answer; "make stop" from another terminal ends it.
+        run = MakeRun(state, port, "event")
+        urls = run.wait_ready()
+        base = f"http://127.0.0.1:{port}"
+        assert urls == {"app": f"{base}/", "API": f"{base}/api/notes",
+                        "status": f"{base}/status", "health": f"{base}/health"}, run.output()
+        status, ctype, page = fetch(urls["app"])
+        assert (status, ctype.split(";")[0]) == (200, "text/html") and b"<form" in page
+        status, _, created = fetch(urls["API"], {"text": "kept across restarts ✓"})
+        assert status == 201, created
+        status, ctype, listing = fetch(urls["API"])
+        assert status == 200 and ctype == "application/json"
+        assert "kept across restarts ✓" in [n["text"] for n in json.loads(listing)["notes"]]
+        status, ctype, report = fetch(urls["status"])
+        assert (status, ctype.split(";")[0]) == (200, "text/html"), report[:500]
+        assert fetch(urls["health"])[0] == 200
+        assert processes_using(state), "neither httpd nor postgres mention the state directory"
+
+        stop = subprocess.run(["make", "--no-print-directory", "stop", f"STATE={state}"],
+                              cwd=CHECKOUT, capture_output=True, text=True, timeout=120)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert run.wait_exit() == 0, run.output()
+        assert "httpd and PostgreSQL stopped" in run.output()
+        wait_until_gone(state)
+        assert port_is_closed(port)
+        assert not (state / "serve.pid").exists()
+
+        # Second run (prefork) on the same state: the data survived; Ctrl-C ends it.
+        run = MakeRun(state, port, "prefork")
+        urls = run.wait_ready()
+        status, _, listing = fetch(urls["API"])
+        assert status == 200
+        assert "kept across restarts ✓" in [n["text"] for n in json.loads(listing)["notes"]]
+        os.killpg(run.proc.pid, signal.SIGINT)
+        # make itself dies of the SIGINT once its recipe (serve.py) has finished.
+        assert run.wait_exit() in (0, -signal.SIGINT), run.output()
+        wait_until_gone(state)  # serve.py too: its command line names the state directory
+        assert "httpd and PostgreSQL stopped" in run.output()
+        assert port_is_closed(port)
+    finally:
+        if run is not None:
+            run.kill()
+            if processes_using(state):
+                subprocess.run(["make", "--no-print-directory", "stop", f"STATE={state}"],
+                               cwd=CHECKOUT, capture_output=True, timeout=120)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_make_run_explains_when_httpd_cannot_read_the_handlers() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("httpd only switches to www-data when started as root")
+    from fix_notes import load_serve
+
+    serve = load_serve()
+    tmp = make_tempdir("modpy_safe-unreadable-")
+    try:
+        handlers = tmp / "home" / "checkout" / "handlers"
+        handlers.mkdir(parents=True)
+        (handlers / "index.py").write_text("def index(req):\n    return 'hi'\n")
+        assert serve.unreadable_for(serve.pwd.getpwnam("www-data"), handlers) is None
+        (tmp / "home").chmod(0o700)  # like a checkout under /root
+        with pytest.raises(serve.SetupError) as caught:
+            serve.check_readable(handlers)
+        message = str(caught.value)
+        assert f"cannot read {tmp / 'home'}" in message and "chmod o+x" in message
+        (tmp / "home").chmod(0o755)
+        (handlers / "index.py").chmod(0o600)
+        assert serve.unreadable_for(serve.pwd.getpwnam("www-data"), handlers) == (
+            handlers / "index.py")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
