@@ -216,7 +216,7 @@ def _is_server_return(exc: BaseException) -> bool:
     return cls.__name__ == "SERVER_RETURN" and cls.__module__ in ("_apache", "mod_python.apache")
 
 
-def _known_dsns() -> list[str]:
+def known_dsns() -> list[str]:
     """Return the DSNs of the Databases this process knows, to mask their passwords."""
     try:
         from ._database import databases
@@ -242,7 +242,7 @@ def handle_error(req: Any, exc: BaseException, *, debug: bool) -> int:
     if _is_server_return(exc):
         raise exc  # mod_python's own protocol (util.redirect, apache.SERVER_RETURN)
     reference = new_reference()
-    dsns = _known_dsns()
+    dsns = known_dsns()
     trace = scrub("".join(traceback.format_exception(exc)), *dsns)
     where = f"{req.method} {req.unparsed_uri}"
     if isinstance(exc, DatabaseError):
