@@ -69,6 +69,7 @@ PythonInterpreter notes
 # which a threaded MPM's first requests otherwise do.
 PythonImport modpy_safe.dispatch notes
 PythonImport modpy_safe.publisher notes
+PythonImport modpy_safe.status notes
 Alias /api/notes "{h}/api.py"
 Alias /health "{h}/health.py"
 <Location "/status">

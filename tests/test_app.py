@@ -180,7 +180,7 @@ def _status(session: Any) -> dict[str, Any]:
 
 def _generations(report: dict[str, Any]) -> dict[str, int]:
     """Map each loaded file's name to its generation, from the status page's JSON."""
-    return {m["file"].rsplit("/", 1)[-1]: int(m["generation"]) for m in report["modules"]}
+    return {m["path"].rsplit("/", 1)[-1]: int(m["generation"]) for m in report["modules"]}
 
 
 def test_editing_the_helper_reloads_both_handlers_on_the_same_connection(
