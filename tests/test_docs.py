@@ -1,0 +1,345 @@
+"""Every code sample in docs/*.md and README.md runs, through httpd, as its text says.
+
+The convention is written at the top of docs/index.md: a ```` ```python
+title="x.py" ```` block is a handler file, ``<!-- expect: GET /x.py -> 200
+"text" -->`` says what to request and what must come back, an optional
+```` ```apache title="site.conf" ```` block configures the sample's directory,
+and a ```` ```python fragment ```` block is compiled but not run. A sample ends
+at the next heading.
+
+One httpd (prefork, one process, so a sample sees the same process from one
+request to the next) serves every sample, each in its own directory with its
+own database; each sample is one test, named after its file and line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Union
+from urllib.parse import parse_qsl, quote, urlencode
+
+import pytest
+
+from modpy_safe.testing import CHECKOUT, Httpd, PostgresServer, Response, make_tempdir
+
+DOCUMENTS = sorted((CHECKOUT / "docs").glob("*.md")) + [CHECKOUT / "README.md"]
+DEFAULT_CONF = "PythonHandler modpy_safe.dispatch"
+#: Languages shown to the reader and never run (python needs a title or "fragment").
+SHOWN = {"apache", "apacheconf", "sh", "shell", "bash", "console", "text", "json", "http",
+         "sql", "ini", "markdown", "md", "diff", "toml", "yaml", "csv"}
+#: How long an expectation is retried after a file was edited (the reload check interval is 1 s).
+RELOAD_TRIES, RELOAD_DELAY = 60, 0.1
+
+_FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_HEADING = re.compile(r"^#{1,6}\s")
+_EXPECT = re.compile(r"<!--\s*expect:\s*(?P<spec>.*?)\s*-->")
+_TITLE = re.compile(r'title="(?P<title>[^"]+)"')
+_DB_NAME = re.compile(r"""Database\([^)]*?\bname\s*=\s*["']([A-Za-z0-9_-]+)["']""")
+
+
+@dataclasses.dataclass
+class Block:
+    """A fenced code block."""
+
+    doc: Path
+    line: int
+    lang: str
+    info: str
+    text: str
+
+    @property
+    def title(self) -> str | None:
+        found = _TITLE.search(self.info)
+        return found["title"] if found else None
+
+    @property
+    def where(self) -> str:
+        return f"{_rel(self.doc)}:{self.line}"
+
+
+def _rel(doc: Path) -> str:
+    """Name ``doc`` relative to the checkout in messages (as it is when it lies inside)."""
+    try:
+        return str(doc.relative_to(CHECKOUT))
+    except ValueError:
+        return str(doc)
+
+
+@dataclasses.dataclass
+class Expect:
+    """One ``<!-- expect: ... -->`` comment, parsed."""
+
+    line: int
+    method: str
+    path: str
+    body: bytes | None
+    content_type: str | None
+    status: int
+    needles: list[str]
+    raw: str
+
+
+Step = Union[Block, Expect]
+
+
+@dataclasses.dataclass
+class Sample:
+    """The files, configuration and expectations under one heading."""
+
+    doc: Path
+    line: int
+    steps: list[Step] = dataclasses.field(default_factory=list)
+    conf: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc.name}:{self.line}"
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", f"{self.doc.stem}-{self.line}".lower())
+
+    def source(self) -> str:
+        return "\n".join(s.text for s in self.steps if isinstance(s, Block))
+
+    def db_names(self) -> list[str]:
+        return sorted({"default", *_DB_NAME.findall(self.source())})
+
+
+def parse_expect(spec: str, line: int) -> Expect:
+    """Parse ``METHOD PATH [form:...|json:...] -> STATUS ["needle" ...]``."""
+    left, arrow, right = spec.replace("→", "->").partition("->")
+    if not arrow:
+        raise ValueError(f"line {line}: expect needs '->' between the request and the status")
+    parts = left.strip().split(None, 2)
+    if len(parts) < 2 or not parts[1].startswith("/"):
+        raise ValueError(f"line {line}: expect starts with a method and a path "
+                         f"beginning with '/', e.g. 'GET /hello.py'")
+    method, path = parts[0].upper(), parts[1]
+    body: bytes | None = None
+    content_type: str | None = None
+    if len(parts) == 3:
+        payload = parts[2].strip()
+        if payload.startswith("form:"):
+            pairs = parse_qsl(payload[5:], keep_blank_values=True)
+            body, content_type = urlencode(pairs).encode(), "application/x-www-form-urlencoded"
+        elif payload.startswith("json:"):
+            body = json.dumps(json.loads(payload[5:])).encode()
+            content_type = "application/json"
+        else:
+            raise ValueError(f"line {line}: a request body starts with 'form:' or 'json:'")
+    status_text, _, rest = right.strip().partition(" ")
+    if not status_text.isdigit():
+        raise ValueError(f"line {line}: '->' is followed by a status code, not {status_text!r}")
+    needles = [json.loads(f'"{n}"') for n in re.findall(r'"((?:[^"\\]|\\.)*)"', rest)]
+    return Expect(line, method, path, body, content_type, int(status_text), needles, spec)
+
+
+@dataclasses.dataclass
+class Parsed:
+    blocks: list[Block]
+    samples: list[Sample]
+    problems: list[str]
+
+
+def parse(doc: Path) -> Parsed:
+    """Split ``doc`` into fenced blocks and samples, and list what breaks the convention."""
+    blocks: list[Block] = []
+    samples: list[Sample] = []
+    problems: list[str] = []
+    current: Sample | None = None
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    i = 0
+    rel = _rel(doc)
+    while i < len(lines):
+        line = lines[i]
+        fence = _FENCE.match(line)
+        # CommonMark: a backtick fence's info string has no backtick (else it is inline code).
+        if fence and not (fence["fence"][0] == "`" and "`" in fence["info"]):
+            marker, info = fence["fence"], fence["info"].strip()
+            start = i + 1
+            i += 1
+            body: list[str] = []
+            while i < len(lines):
+                closing = lines[i].strip()
+                if closing.startswith(marker[0] * len(marker)) and not closing.strip(marker[0]):
+                    break
+                body.append(lines[i][len(fence["indent"]):] if lines[i].startswith(
+                    fence["indent"]) else lines[i])
+                i += 1
+            lang = info.split()[0].lower() if info else ""
+            block = Block(doc, start, lang, info, "\n".join(body) + "\n")
+            blocks.append(block)
+            runnable = (lang in ("python", "py") and block.title) or (
+                lang in ("apache", "apacheconf") and block.title == "site.conf")
+            if runnable:
+                if current is None:
+                    current = Sample(doc, start)
+                    samples.append(current)
+                if lang in ("apache", "apacheconf"):
+                    current.conf = block.text
+                else:
+                    current.steps.append(block)
+            i += 1
+            continue
+        if _HEADING.match(line):
+            current = None
+        for found in _EXPECT.finditer(line):
+            if current is None:
+                problems.append(f"{rel}:{i + 1}: an expect comment with no sample above it "
+                                f"under the same heading")
+                continue
+            try:
+                current.steps.append(parse_expect(found["spec"], i + 1))
+            except ValueError as exc:
+                problems.append(f"{rel}:{exc}")
+        i += 1
+    for block in blocks:
+        where = block.where
+        if not block.lang:
+            problems.append(f"{where}: a fenced block without a language; say what it is "
+                            f"(python title=\"x.py\", python fragment, apache, sh, text, ...)")
+        elif block.lang in ("python", "py"):
+            title = block.title
+            if title is None and "fragment" not in block.info.split():
+                problems.append(f"{where}: a python block must be a handler file "
+                                f'(```python title="x.py") or marked ```python fragment')
+            elif title is not None and ("/" in title or not title.endswith(".py")):
+                problems.append(f"{where}: title {title!r} must be a plain file name ending "
+                                f"in .py")
+        elif block.lang not in SHOWN:
+            problems.append(f"{where}: unknown language {block.lang!r}; use one of "
+                            f"python, {', '.join(sorted(SHOWN))}")
+    for sample in samples:
+        if not any(isinstance(s, Expect) for s in sample.steps):
+            problems.append(f"{rel}:{sample.line}: a sample without an "
+                            f'<!-- expect: GET /x.py -> 200 "..." --> comment')
+    return Parsed(blocks, samples, problems)
+
+
+PARSED = {doc: parse(doc) for doc in DOCUMENTS if doc.exists()}
+SAMPLES = [sample for parsed in PARSED.values() for sample in parsed.samples]
+
+
+# ------------------------------------------------------------- the convention
+
+
+@pytest.mark.parametrize("doc", list(PARSED), ids=_rel)
+def test_every_block_is_a_sample_or_marked(doc: Path) -> None:
+    parsed = PARSED[doc]
+    assert not parsed.problems, "see the convention in docs/index.md:\n" + "\n".join(
+        parsed.problems)
+
+
+@pytest.mark.parametrize("doc", list(PARSED), ids=_rel)
+def test_python_fragments_compile(doc: Path) -> None:
+    for block in PARSED[doc].blocks:
+        if block.lang in ("python", "py"):
+            compile(block.text, block.where, "exec")  # a SyntaxError names the line
+
+
+def test_the_convention_itself_is_parsed() -> None:
+    """The parser finds samples, files, edits and expectations (guards against a no-op)."""
+    doc = make_tempdir("modpy_safe-docs-parse-") / "demo.md"
+    try:
+        doc.write_text(
+            "# A\n\n```python title=\"a.py\"\ndef handler(req):\n    return 'one'\n```\n"
+            "<!-- expect: GET /a.py -> 200 \"one\" -->\n"
+            "```python title=\"a.py\"\ndef handler(req):\n    return 'two'\n```\n"
+            "<!-- expect: POST /a.py form:x=%C3%BC -> 200 \"two\" -->\n\n"
+            "````markdown\n```python title=\"inner.py\"\n```\n<!-- expect: GET /x -> 1 -->\n"
+            "````\n\n# B\n\n```python\nx = 1\n```\n\n```\nbare\n```\n"
+            "<!-- expect: GET /b.py -> 200 -->\n",
+            encoding="utf-8",
+        )
+        parsed = parse(doc)
+    finally:
+        shutil.rmtree(doc.parent, ignore_errors=True)
+    (sample,) = parsed.samples
+    kinds = [type(s).__name__ for s in sample.steps]
+    assert kinds == ["Block", "Expect", "Block", "Expect"]
+    post = sample.steps[3]
+    assert isinstance(post, Expect) and post.body == b"x=%C3%BC" and post.needles == ["two"]
+    assert len(parsed.problems) == 3, parsed.problems  # untitled python, bare fence, stray expect
+
+
+# ---------------------------------------------------------------- the samples
+
+
+@pytest.fixture(scope="module")
+def docs_site(postgres: PostgresServer) -> Iterator[Httpd]:
+    """One httpd serving every sample from its own directory, each with its own databases."""
+    root = make_tempdir("modpy_safe-docs-")
+    docroot = root / "htdocs"
+    docroot.mkdir()
+    sections, databases = [], []
+    for n, sample in enumerate(SAMPLES):
+        (docroot / sample.slug).mkdir()
+        options = []
+        if "Database(" in sample.source():  # creating a database costs a fraction of a second
+            dbname = f"docs_{n}"
+            postgres.admin_execute(f"CREATE DATABASE {dbname} OWNER {postgres.role}")
+            databases.append(dbname)
+            dsn = (f"host=127.0.0.1 port={postgres.port} dbname={dbname} "
+                   f"user={postgres.role} password={postgres.password} "
+                   f"application_name=docs-{sample.slug}")
+            options = [f'    PythonOption modpy_safe.db.{name}.dsn "{dsn}"'
+                       for name in sample.db_names()]
+        conf = sample.conf if sample.conf is not None else DEFAULT_CONF
+        body = "\n".join("    " + line for line in conf.strip().splitlines())
+        sections.append(f'<Directory "{docroot / sample.slug}">\n{body}\n'
+                        + "\n".join(options) + "\n</Directory>\n")
+    httpd = Httpd(root / "httpd", mpm="prefork", processes=1, docroot=docroot,
+                  extra="\n".join(sections), purpose="the documentation's samples")
+    try:
+        httpd.start()
+        yield httpd
+    finally:
+        httpd.stop()
+        for dbname in databases:
+            postgres.admin_execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _request(httpd: Httpd, sample: Sample, step: Expect) -> Response:
+    headers = {"Content-Type": step.content_type} if step.content_type else {}
+    # Non-ASCII in a path is sent percent-encoded (UTF-8), as a browser does.
+    path = quote(f"/{sample.slug}{step.path}", safe="/?&=%:;+,@!$'()*~")
+    return httpd.request(step.method, path, body=step.body,
+                         headers=headers)
+
+
+def _meets(resp: Response, step: Expect) -> bool:
+    return resp.status == step.status and all(n in resp.text for n in step.needles)
+
+
+@pytest.mark.httpd
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.id for s in SAMPLES])
+def test_sample_runs(sample: Sample, docs_site: Httpd) -> None:
+    httpd = docs_site
+    written: set[str] = set()
+    edited = False
+    for step in sample.steps:
+        if isinstance(step, Block):
+            assert step.title is not None
+            edited = edited or step.title in written
+            httpd.write(f"{sample.slug}/{step.title}", step.text)
+            written.add(step.title)
+            continue
+        tries = RELOAD_TRIES if edited else 1
+        resp = _request(httpd, sample, step)
+        for _ in range(tries - 1):
+            if _meets(resp, step):
+                break
+            time.sleep(RELOAD_DELAY)
+            resp = _request(httpd, sample, step)
+        assert _meets(resp, step), (
+            f"{_rel(sample.doc)}:{step.line}: expected {step.raw!r}, got "
+            f"{resp.status} {resp.reason}:\n{resp.text[:1500]}\n{httpd.log_tail(30)}"
+        )
+        edited = False
