@@ -88,7 +88,7 @@ def render(req: Any, result: Any) -> int:
         return OK
     kind = type(result)
     if kind is str:
-        if not req._content_type_set:
+        if not getattr(req, "_content_type_set", 0):
             req.content_type = _HTML if looks_like_html(result) else _TEXT
         # No flush: Apache's content-length filter can then set Content-Length.
         req.write(result.encode("utf-8"), 0)
@@ -116,7 +116,7 @@ def render(req: Any, result: Any) -> int:
 
 
 def _write(req: Any, body: bytes, content_type: str) -> int:
-    if not req._content_type_set:
+    if not getattr(req, "_content_type_set", 0):
         req.content_type = content_type
     req.write(body, 0)
     return OK
@@ -128,11 +128,11 @@ def _stream(req: Any, pieces: Any) -> int:
         first = True
         for piece in iterator:
             if isinstance(piece, str):
-                if first and not req._content_type_set:
+                if first and not getattr(req, "_content_type_set", 0):
                     req.content_type = _HTML if looks_like_html(piece) else _TEXT
                 data = piece.encode("utf-8")
             elif isinstance(piece, (bytes, bytearray, memoryview)):
-                if first and not req._content_type_set:
+                if first and not getattr(req, "_content_type_set", 0):
                     req.content_type = _BINARY
                 data = bytes(piece)
             else:
@@ -255,7 +255,7 @@ def handle_error(req: Any, exc: BaseException, *, debug: bool) -> int:
     else:
         log.error("[%s] %s failed:\n%s", reference, where, _tagged(trace, reference))
         status, message = 500, "The server could not complete the request."
-    if req.sent_bodyct:
+    if getattr(req, "sent_bodyct", 0):
         # The status line and part of the body are gone already: the log is all we can do.
         return OK
     return send_error(req, status, message, reference=reference, detail=trace if debug else None)

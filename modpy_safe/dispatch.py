@@ -26,16 +26,18 @@ def handler(req: Any) -> int:
     """Serve one request (the entry point mod_python calls)."""
     _apache.install_logging()
     options = options_for(req.get_options())
-    debug = _apache.debug_enabled(req)
+    # One config table for both flags (what _apache.debug_enabled and
+    # autoreload_enabled read): httpd builds a new table object per call.
+    config = req.get_config()
+    debug = config.get("PythonDebug", "0") == "1"
+    autoreload = config.get("PythonAutoReload", "1") == "1"
     with RequestScope(req, options, debug=debug) as scope:
         try:
             target = _routing.resolve(req, options)
             if target is None:
                 return _response.DECLINED
             try:
-                module = _importer.acquire(
-                    target.path, scope, autoreload=_apache.autoreload_enabled(req)
-                )
+                module = _importer.acquire(target.path, scope, autoreload=autoreload)
             except FileNotFoundError:
                 # Only the handler file itself: errors inside it arrive wrapped.
                 raise HTTPError(404, "There is no page at this address.") from None
