@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import hashlib
 import linecache
 import logging
@@ -167,7 +168,7 @@ def acquire(path: str, scope: RequestScope, *, autoreload: bool = True) -> types
         owners = inst.tree_cache
         token = _resources.Owner.lease(owners)
         if not inst.retired:
-            scope.add_cleanup(lambda: _sweeper.release(owners, token))
+            scope.add_cleanup(functools.partial(_sweeper.release, owners, token))
             return inst.module
         # Replaced between our read and our lease: release it and take the new one.
         _sweeper.release(owners, token)
@@ -224,6 +225,10 @@ def close_all() -> int:
     return count
 
 
+def _close_all_at_exit() -> None:
+    close_all()
+
+
 # ---------------------------------------------------------------- checking
 
 
@@ -265,8 +270,13 @@ def _current(path: str, options: Options, interval: float, *, autoreload: bool,
     inst = entry.instance
     if inst is not None and not autoreload:
         return inst
-    extra = options.get("reload.path", as_paths, ())
-    return _fresh(entry, extra, interval, debug=debug, req=req)
+    return _fresh(entry, _extra_dirs(options), interval, debug=debug, req=req)
+
+
+def _extra_dirs(options: Options) -> tuple[str, ...]:
+    """Return the ``modpy_safe.reload.path`` directories (validated, cached by Options)."""
+    none: tuple[str, ...] = ()
+    return options.get("reload.path", as_paths, none)
 
 
 def _fresh(entry: _Entry, extra: tuple[str, ...] | None, interval: float, *, debug: bool,
@@ -371,7 +381,7 @@ def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
     if old is None:
         log.info("loaded %s as %s (generation %d)", entry.path, entry.label, generation)
         if req is not None:
-            _apache.on_child_exit(close_all, req)
+            _apache.on_child_exit(_close_all_at_exit, req)
     else:
         log.info("reloaded %s (generation %d)", entry.path, generation)
         _sweeper.retire(old)
@@ -442,8 +452,8 @@ def _run_user_clone(old: _Instance, new: _Instance) -> bool:
         except Exception:
             log.exception("__mp_purge__ of generation %d of %s failed",
                           old.generation, old.entry.path)
-    keep = {k: new.namespace[k] for k in ("__name__", "__doc__", "__package__", "__loader__",
-                                          "__spec__") if k in new.namespace}
+    identity = ("__name__", "__doc__", "__package__", "__loader__", "__spec__")
+    keep: dict[str, Any] = {k: new.namespace[k] for k in identity if k in new.namespace}
     new.namespace.clear()
     new.namespace.update(keep)
     _prepare(new)
@@ -534,14 +544,13 @@ def _import_child(owner: _Instance | None, path: str) -> types.ModuleType:
         # At request time (an import inside a function): the interval applies,
         # and the request leases the instance it gets.
         interval = scope.options.get("reload.interval", as_seconds(), 1.0)
-        extra = owner.dirs[1:] if owner is not None else scope.options.get(
-            "reload.path", as_paths, ())
+        extra = owner.dirs[1:] if owner is not None else _extra_dirs(scope.options)
         while True:
             child = _fresh(entry, extra, interval, debug=scope.debug, req=scope.req)
             owners = child.tree_cache
             token = _resources.Owner.lease(owners)
             if not child.retired:
-                scope.add_cleanup(lambda: _sweeper.release(owners, token))
+                scope.add_cleanup(functools.partial(_sweeper.release, owners, token))
                 break
             _sweeper.release(owners, token)
     if owner is not None:

@@ -24,7 +24,8 @@ import itertools
 import logging
 import threading
 import types
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 __all__ = ["register", "is_resource", "collect", "close", "Owner", "Sweeper"]
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 import logging
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from fix_importer import FakeConnection, open_connections, write
 
 from modpy_safe import ConfigError, _importer, _resources
 from modpy_safe._context import RequestScope, current_loading
 from modpy_safe._options import Options
-
-from fix_importer import FakeConnection, open_connections, write
 
 NAIVE = """\
     import fix_importer
@@ -246,7 +246,8 @@ def test_import_module_is_relative_to_the_caller_and_recorded(tmp_path, scope_fo
     sub = tmp_path / "sub"
     sub.mkdir()
     write(sub / "part.py", "P = 1\n")
-    app = write(tmp_path / "app.py", "import modpy_safe\npart = modpy_safe.import_module('sub/part')\n")
+    app = write(tmp_path / "app.py",
+                "import modpy_safe\npart = modpy_safe.import_module('sub/part')\n")
     assert request(app, scope_for()).part.P == 1
     write(sub / "part.py", "P = 2\n")
     assert request(app, scope_for()).part.P == 2

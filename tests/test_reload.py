@@ -5,8 +5,9 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,8 @@ def handler(req):
     req.write("version %d pid %d backend %d" % (VERSION, os.getpid(), backend))
 """
 
-GUARDED = NAIVE.replace("conn = psycopg2.connect", 'if "conn" not in globals():\n    conn = psycopg2.connect')
+GUARDED = NAIVE.replace("conn = psycopg2.connect",
+                        'if "conn" not in globals():\n    conn = psycopg2.connect')
 
 
 @pytest.fixture
@@ -104,7 +106,7 @@ def test_naive_module_edited_50_times_keeps_one_connection_per_process(httpd, mp
         pids.add(got["pid"])
         count = settle(postgres, app, len(pids))
         worst = max(worst, count)
-        assert count <= len(pids), f"{count} connections for {len(pids)} processes after edit {version}"
+        assert count <= len(pids), f"{count} connections, {len(pids)} processes, edit {version}"
     assert worst >= 1
     log = server.error_log()
     assert re.search(r"modpy_safe: loaded \S+/app\.py as _mps_app_\w+ \(generation 1\)", log)
@@ -203,7 +205,8 @@ def test_failed_reload_keeps_old_version_until_the_file_is_fixed(httpd, mpm, pos
                    processes=1)
     pids = {answer(server)["pid"]}
 
-    text, line = broken(NAIVE.format(dsn=dsn, version=2, sleep=""), "raise ValueError('broken on purpose')")
+    text, line = broken(NAIVE.format(dsn=dsn, version=2, sleep=""),
+                        "raise ValueError('broken on purpose')")
     server.write("app.py", text)
     for _ in range(8):
         got = answer(server)
@@ -368,3 +371,81 @@ def test_dataclass_and_pickle_work_across_reloads(httpd, mpm):
     again = server.get(f"/?{blob}")
     assert again.status == 200, again.text
     assert again.text == "version 2 same-class True text hello from 1 hints tags,text,version"
+
+
+PLAIN_NAIVE = """\
+import psycopg2
+from mod_python import apache
+
+conn = psycopg2.connect({dsn!r})
+
+def handler(req):
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    conn.rollback()
+    req.write("ok")
+    return apache.OK
+"""
+
+EXIT_ROLE = "modpy_exit"
+
+
+@pytest.fixture
+def verbose_role(postgres: Any) -> str:
+    """A login role whose sessions log at DEBUG1, where PostgreSQL reports a client EOF.
+
+    A separate role keeps the extra logging away from every other test.
+    """
+    exists = postgres.admin_execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (EXIT_ROLE,))
+    if not exists:
+        postgres.admin_execute(f"CREATE ROLE {EXIT_ROLE} LOGIN PASSWORD %s", (postgres.password,))
+    postgres.admin_execute(f"ALTER ROLE {EXIT_ROLE} SET log_min_messages = 'debug1'")
+    return EXIT_ROLE
+
+
+def eof_lines(postgres: Any, app: str) -> list[str]:
+    """PostgreSQL log lines saying a client of ``app`` vanished without saying goodbye."""
+    return [line for line in postgres.log_text().splitlines()
+            if f"/{app} " in line and "unexpected EOF on client connection" in line]
+
+
+def drained(postgres: Any, app: str, *, tries: int = 100) -> int:
+    """Wait (bounded) until ``app`` has no connections; return what is left."""
+    return settle(postgres, app, 0, tries=tries)
+
+
+def test_plain_mod_python_drops_connections_at_stop_baseline(httpd, mpm, postgres, verbose_role):
+    """Baseline for item 9: without modpy_safe the child exits without closing: EOF logged."""
+    app = f"exit_baseline_{mpm}"
+    dsn = postgres.dsn_for(app).replace(f"user={postgres.role}", f"user={verbose_role}")
+    server = httpd(mpm, processes=1, directory="PythonHandler plain",
+                   files={"plain.py": PLAIN_NAIVE.format(dsn=dsn)})
+    assert server.get("/plain.py").text == "ok"
+    assert postgres.count_connections(app) == 1
+    server.stop()
+    assert drained(postgres, app) == 0
+    for _ in range(100):  # the backend writes its last line as it exits
+        if eof_lines(postgres, app):
+            break
+        time.sleep(0.05)
+    assert eof_lines(postgres, app), "the baseline should show PostgreSQL's EOF line"
+
+
+def test_stop_closes_every_connection_cleanly(httpd, mpm, postgres, verbose_role):
+    """Item 9: 'httpd -k stop' closes what loaded modules hold; PostgreSQL sees no EOF."""
+    app = f"exit_clean_{mpm}"
+    dsn = postgres.dsn_for(app).replace(f"user={postgres.role}", f"user={verbose_role}")
+    server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=0, sleep="")},
+                   processes=2)
+    pids = {answer(server)["pid"] for _ in range(4)}
+    server.write("app.py", NAIVE.format(dsn=dsn, version=1, sleep=""))
+    pids |= {answer(server)["pid"] for _ in range(4)}
+    assert 1 <= settle(postgres, app, len(pids)) <= len(pids)
+    server.stop()
+    assert drained(postgres, app) == 0
+    assert "closed 1 connection(s) held by loaded modules at process exit" in server.error_log()
+    # Give the backends' own exit lines time to reach the log before looking.
+    marker = f"modpy_safe exit check {app}"
+    postgres.admin_execute("SELECT pg_catalog.set_config('application_name', %s, false)",
+                           (marker,))
+    assert eof_lines(postgres, app) == []
