@@ -343,3 +343,101 @@ def test_sample_runs(sample: Sample, docs_site: Httpd) -> None:
             f"{resp.status} {resp.reason}:\n{resp.text[:1500]}\n{httpd.log_tail(30)}"
         )
         edited = False
+
+
+# ------------------------------------------------------- apache/examples/*.conf
+
+EXAMPLES = sorted((CHECKOUT / "apache" / "examples").glob("*.conf"))
+EXAMPLE_ROOT = "/srv/notes"
+EXAMPLE_DSN = "host=127.0.0.1 dbname=notes user=notes password=change-me application_name=notes"
+
+
+def _example_text(path: Path, root: Path) -> str:
+    """The example with its /srv/notes paths pointing at a real copy under ``root``."""
+    text = path.read_text(encoding="utf-8")
+    text = text.replace(f"{EXAMPLE_ROOT}/lib", str(CHECKOUT))
+    return text.replace(EXAMPLE_ROOT, str(root))
+
+
+def _example_tree() -> Path:
+    from fix_notes import copy_handlers
+
+    root = make_tempdir("modpy_safe-examples-")
+    for name in ("app", "pages"):
+        (root / name).mkdir()
+    copy_handlers(root / "handlers")
+    return root
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_config_is_valid_httpd_config(example: Path) -> None:
+    """``apache2 -t`` accepts the snippet inside a minimal server config."""
+    import subprocess
+
+    from modpy_safe.testing import APACHE2, free_port
+
+    mpm = example.stem.split("-", 1)[1] if example.stem.startswith("mpm-") else "event"
+    root = _example_tree()
+    try:
+        modules = "".join(
+            f"LoadModule {name}_module /usr/lib/apache2/modules/mod_{file}.so\n"
+            for name, file in [(f"mpm_{mpm}", f"mpm_{mpm}"), ("authz_core", "authz_core"),
+                               ("alias", "alias"), ("mime", "mime"), ("dir", "dir"),
+                               ("python", "python")])
+        conf = root / "httpd.conf"
+        conf.write_text(
+            f'ServerRoot "{root}"\nPidFile "{root}/httpd.pid"\nMutex file:{root} default\n'
+            f"{modules}Listen 127.0.0.1:{free_port()}\nServerName 127.0.0.1\n"
+            f'ErrorLog "{root}/error.log"\nTypesConfig /etc/mime.types\n'
+            f'Include "{root}/example.conf"\n')
+        (root / "example.conf").write_text(_example_text(example, root))
+        result = subprocess.run([APACHE2, "-t", "-f", str(conf)], capture_output=True, text=True)
+        assert result.returncode == 0 and "Syntax OK" in result.stderr, (
+            f"{example.name} under {mpm}:\n{result.stdout}{result.stderr}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_notes_site_example_matches_what_make_run_serves() -> None:
+    from fix_notes import load_serve
+
+    directory, _, extra = load_serve().site_config(Path(f"{EXAMPLE_ROOT}/handlers"), "x")
+    example = (CHECKOUT / "apache" / "examples" / "notes-site.conf").read_text()
+    lines = [line.strip() for line in example.splitlines()]
+    position = 0
+    for wanted in (directory + extra).splitlines():
+        if not wanted.strip():
+            continue
+        assert wanted.strip() in lines[position:], (
+            f"notes-site.conf lacks (or misorders) {wanted.strip()!r} from serve.site_config")
+        position = lines.index(wanted.strip(), position) + 1
+
+
+@pytest.mark.httpd
+def test_notes_site_example_serves_the_board(postgres: PostgresServer) -> None:
+    """Copied as it is (paths and DSN aside), notes-site.conf serves the whole board."""
+    root = _example_tree()
+    dbname = "docs_example_site"
+    postgres.admin_execute(f"CREATE DATABASE {dbname} OWNER {postgres.role}")
+    dsn = (f"host=127.0.0.1 port={postgres.port} dbname={dbname} user={postgres.role} "
+           f"password={postgres.password} application_name=docs-example")
+    conf = _example_text(CHECKOUT / "apache" / "examples" / "notes-site.conf", root)
+    assert EXAMPLE_DSN in conf
+    httpd = Httpd(root / "httpd", mpm="event", docroot=root / "handlers",
+                  extra=conf.replace(EXAMPLE_DSN, dsn), purpose="notes-site.conf")
+    try:
+        httpd.start()
+        created = httpd.request("POST", "/api/notes", body=json.dumps({"text": "Grüße"}),
+                                headers={"Content-Type": "application/json"})
+        assert created.status == 201, created.text + httpd.log_tail()
+        page = httpd.get("/")
+        assert page.status == 200 and "Grüße" in page.text, page.text + httpd.log_tail()
+        assert httpd.get("/health").json()["notes"] == 1
+        assert httpd.get("/board.py").status == 403
+        status = httpd.get("/status?format=json")
+        assert status.status == 200, status.text
+        assert "change-me" not in status.text and postgres.password not in status.text
+    finally:
+        httpd.stop()
+        postgres.admin_execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+        shutil.rmtree(root, ignore_errors=True)
