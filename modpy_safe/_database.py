@@ -466,11 +466,17 @@ class Database:
         Return True when none was out any more.
         """
         with self._lock:
-            self._closed = True
+            already, self._closed = self._closed, True
             pool = self._pool
         if pool is None:
             return True
-        return pool.close(wait)
+        done = pool.close(wait)
+        if not already:
+            stats = pool.stats()
+            log.info("database %r closed in process %d: %d connection(s) closed, %d still "
+                     "checked out (closed when given back)", self.name, os.getpid(),
+                     stats["closed"], stats["in_use"])
+        return done
 
     def __modpy_safe_close__(self) -> None:
         """Close this Database when the importer retires the module that declared it."""

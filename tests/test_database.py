@@ -6,14 +6,21 @@ import logging
 import os
 import pickle
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg2
 import pytest
 
 import modpy_safe
 from modpy_safe import (
-    ConfigError, Database, DatabaseUnavailable, PoolClosed, PoolTimeout, _database, _pool,
+    ConfigError,
+    Database,
+    DatabaseUnavailable,
+    PoolClosed,
+    PoolTimeout,
+    _database,
+    _pool,
 )
 from modpy_safe._apache import ServerFacts
 from modpy_safe._context import Loading, RequestScope
@@ -71,7 +78,7 @@ def test_transaction_commits_or_rolls_back(postgres: Any, make: Any) -> None:
     with pytest.raises(ZeroDivisionError):
         with db.transaction() as cur:
             cur.execute("INSERT INTO db_tx VALUES (1)")
-            1 / 0
+            raise ZeroDivisionError("the block failed")
     with db.transaction() as cur:
         cur.execute("INSERT INTO db_tx VALUES (2)")
     with db.transaction() as cur:

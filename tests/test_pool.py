@@ -145,7 +145,8 @@ def test_expired_connection_is_replaced(driver: Driver, clock: Clock) -> None:
     assert pool.stats()["discarded_lifetime"] == 2
 
 
-def test_long_idle_connection_is_replaced_and_the_pool_shrinks(driver: Driver, clock: Clock) -> None:
+def test_long_idle_connection_is_replaced_and_the_pool_shrinks(driver: Driver,
+                                                               clock: Clock) -> None:
     pool = driver.pool(max_size=3, max_idle=60, min_size=1)
     a, b, c = pool.checkout(), pool.checkout(), pool.checkout()
     pool.checkin(a)
