@@ -237,10 +237,14 @@ def known_dsns() -> list[str]:
 
 def handle_error(req: Any, exc: BaseException, *, debug: bool) -> int:
     """Answer a request whose handling raised ``exc`` (never a traceback unless ``debug``)."""
-    if isinstance(exc, HTTPError):
-        return send_error(req, exc.status, exc.message, headers=exc.headers)
     if _is_server_return(exc):
         raise exc  # mod_python's own protocol (util.redirect, apache.SERVER_RETURN)
+    if isinstance(exc, HTTPError):
+        if not getattr(req, "sent_bodyct", 0):
+            return send_error(req, exc.status, exc.message, headers=exc.headers)
+        log.warning("%s %s: %s raised after the response had started; the client got "
+                    "a truncated body", req.method, req.unparsed_uri, exc)
+        return OK
     reference = new_reference()
     dsns = known_dsns()
     trace = scrub("".join(traceback.format_exception(exc)), *dsns)

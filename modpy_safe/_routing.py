@@ -59,7 +59,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 # (options, section directory) → Target; Options objects are themselves cached
 # per distinct configuration by options_for, so this is filled once per section.
 _fixed: dict[tuple[int, str | None], tuple[Options, Target]] = {}
-# filename of an extensionless URL → its .py Target, once seen to exist.
+# req.filename → its Target: a .py file, or an extensionless URL whose .py exists.
 _by_file: dict[str, Target] = {}
 _lock = threading.Lock()
 
@@ -116,23 +116,27 @@ def resolve(req: Any, options: Options) -> Target | None:
     if spec is not None:
         return _fixed_target(req, options, spec)
     filename: str = req.filename or ""
-    if filename.endswith(".py"):
-        return Target(filename, "handler", False)
     target = _by_file.get(filename)
     if target is not None:
         return target
+    if filename.endswith(".py"):
+        # Whether it exists is the importer's question (FileNotFoundError → 404).
+        return _remember(filename, Target(filename, "handler", False))
     return _by_request_file(filename)
+
+
+def _remember(filename: str, target: Target) -> Target:
+    with _lock:
+        if len(_by_file) >= _CACHE_LIMIT:  # bounded, whatever URLs clients invent
+            _by_file.clear()
+        _by_file[filename] = target
+    return target
 
 
 def _by_request_file(filename: str) -> Target | None:
     candidate = filename + ".py"
     if os.path.isfile(candidate):
-        target = Target(candidate, "handler", False)
-        with _lock:
-            if len(_by_file) >= _CACHE_LIMIT:
-                _by_file.clear()
-            _by_file[filename] = target
-        return target
+        return _remember(filename, Target(candidate, "handler", False))
     if os.path.isdir(filename):
         index = os.path.join(filename, "index.py")
         if os.path.isfile(index):

@@ -230,3 +230,15 @@ def test_find_missing_name() -> None:
     with pytest.raises(ConfigError, match="defines no function or Handler class called 'nope'"):
         find(module, Target("/x.py", "nope", True))
     assert find(module, Target("/x.py", "other", True)) is module.other
+
+
+def test_httperror_mid_stream_leaves_the_sent_part_alone() -> None:
+    def pieces() -> Any:
+        yield "first"
+        raise HTTPError(404, "gone meanwhile")
+
+    req = StandInRequest()
+    with pytest.raises(HTTPError) as info:
+        render(req, pieces())
+    assert handle_error(req, info.value, debug=False) == 0
+    assert req.body == b"first" and req.status == 200
