@@ -51,7 +51,7 @@ class Timing:
     budget: float  # seconds; rows that would start later are not measured
 
 
-FULL = Timing(seconds=2, rounds=5, warmup=1, reload_seconds=7, reload_rounds=3,
+FULL = Timing(seconds=2, rounds=7, warmup=1, reload_seconds=7, reload_rounds=3,
               memory_requests=20_000, memory_reloads=200, pool_iterations=200_000,
               pool_rounds=5, prefork_rows=(1, 2, 3, 4, 6), budget=540)
 QUICK = Timing(seconds=1, rounds=3, warmup=1, reload_seconds=2, reload_rounds=3,
@@ -154,6 +154,13 @@ def _failures(c: Comparison[wrk.WrkResult]) -> tuple[str, bool]:
     return "; ".join(notes), invalid
 
 
+def _last_error(server: Httpd, offset: int) -> str:
+    """Return '; error log: <last error line>' for lines logged after ``offset``, or ''."""
+    lines = [line for line in server.error_log()[offset:].splitlines()
+             if ":error]" in line or "Error" in line]
+    return f"; error log: {lines[-1].split('] ', 3)[-1][:200]}" if lines else ""
+
+
 def _probe(server: Httpd, endpoint: str) -> str | None:
     """Return why ``endpoint`` does not answer 200, or None when it does."""
     ep = site.ENDPOINTS[endpoint]
@@ -182,6 +189,7 @@ def http_row(row: HttpRow, server: Httpd, setup: site.MpmSetup, t: Timing,
     def run(url: str, seconds: int) -> wrk.WrkResult:
         return wrk.run(url, seconds=seconds, connections=setup.connections)
 
+    log_start = len(server.error_log())
     run(a_url, t.warmup)
     run(b_url, t.warmup)
     c = alternate(lambda: run(a_url, t.seconds), lambda: run(b_url, t.seconds),
@@ -192,6 +200,8 @@ def http_row(row: HttpRow, server: Httpd, setup: site.MpmSetup, t: Timing,
     else:
         verdict = "met" if ratio >= row.target else f"MISSED ({ratio:.2f} < {row.target:g})"
     failures, invalid = _failures(c)
+    if failures:
+        failures += _last_error(server, log_start)
     if invalid:
         verdict = f"invalid: {failures}"
     elif failures:
@@ -411,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     postgres: PostgresServer | None = None
     results: list[report.Row] = []
     try:
-        postgres, db_ok = _start_postgres(root)
+        db_ok: str | None = "PostgreSQL was not started (no database row selected)"
+        if rows & {"4", "5", "6", "7", "8", "9"}:
+            postgres, db_ok = _start_postgres(root)
         if "7" in rows:
             print("-- row 7 (in process) ...", flush=True)
             results += pool_rows(postgres.dsn if postgres else None, t)
