@@ -146,6 +146,10 @@ def test_survives_terminate_restart_and_outage(httpd: Any, postgres: Any, mpm: s
     server = start(httpd, postgres, mpm, app, processes=1)
     first = ask(server)["backend"]
     assert postgres.terminate(app) == 1
+    for _ in range(200):  # until the backend is gone, not merely told to go
+        if postgres.count_connections(app) == 0:
+            break
+        threading.Event().wait(0.01)
     second = ask(server)["backend"]  # replaced within the same checkout
     assert second != first
     postgres.restart()
