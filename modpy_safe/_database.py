@@ -24,7 +24,7 @@ import psycopg2.extensions as _ext
 
 from . import _apache
 from ._context import current_loading, current_options, current_scope
-from ._errors import ConfigError, PoolClosed
+from ._errors import ConfigError, DatabaseError, DatabaseUnavailable, PoolClosed
 from ._options import as_choice, as_int, as_seconds, check
 from ._pool import COUNTERS, Pool, forsake
 from ._redact import redact_dsn, scrub
@@ -414,15 +414,40 @@ class Database:
                     entry = pool.checkout()
                     scope.data[self._key] = entry
                     scope.add_cleanup(lambda: _end_request(pool, scope.data, self._key))
-                yield entry.conn
+                try:
+                    yield entry.conn
+                except psycopg2.OperationalError as exc:
+                    lost = self._lost(entry.conn, exc)
+                    if lost is None:
+                        raise
+                    raise lost from exc
                 return
         entry = pool.checkout()
         local.entry = entry
         try:
             yield entry.conn
+        except psycopg2.OperationalError as exc:
+            lost = self._lost(entry.conn, exc)
+            if lost is None:
+                raise
+            raise lost from exc
         finally:
             local.entry = None
             pool.checkin(entry)
+
+    def _lost(self, conn: Any, exc: psycopg2.OperationalError) -> DatabaseUnavailable | None:
+        """Return DatabaseUnavailable when ``exc`` broke the connection, else None.
+
+        The server went away in the middle of the request (a restart, a
+        shutdown, a killed backend): that is the database being unavailable,
+        an HTTP 503, not a bug in the handler (500). The error stays a
+        psycopg2.OperationalError, so existing except clauses still catch it.
+        """
+        if not conn.closed or isinstance(exc, DatabaseError):
+            return None
+        reason = _describe_error(exc, self._settings.get("dsn"))
+        return DatabaseUnavailable(
+            f"Database {self.name!r} is unavailable: the connection was lost ({reason})")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
