@@ -1,7 +1,10 @@
 """Row 7: the cost of one checkout + return, in process, modpy_safe's pool against the common pools.
 
 modpy_safe's ``Pool`` is timed with a stand-in driver (a connection object that
-does nothing), so the figure is the pool's own bookkeeping. The baselines are
+does nothing), so the figure is the pool's own bookkeeping; it is also timed
+with the psycopg2 hooks ``Database`` installs (a liveness check at checkout, a
+reset at return) and as the whole ``with db.connection():`` block, on a real
+connection, to show what a request pays beyond the bare pool. The baselines are
 timed as users run them, on real connections to the private PostgreSQL: their
 checkout and return do not talk to the server while a connection is idle and
 outside a transaction, so they too measure only the pool's own bookkeeping.
@@ -79,6 +82,40 @@ def _modpy_safe_loop(_dsn: str | None) -> tuple[Loop, Callable[[], None]]:
     return loop, pool.close
 
 
+def _hooked_pool_loop(dsn: str | None) -> tuple[Loop, Callable[[], None]]:
+    """modpy_safe's Pool with the psycopg2 hooks Database gives it, on a real connection."""
+    import psycopg2
+
+    from modpy_safe import _database as d
+    from modpy_safe._pool import Pool
+
+    real = _need(dsn)
+    pool: Any = Pool(lambda: psycopg2.connect(real), name="bench-hooks", max_size=POOL_SIZE,
+                     check=d.check_alive, reset=d.reset_rollback, close=d.close_quietly)
+
+    def loop(n: int) -> None:
+        checkout, checkin = pool.checkout, pool.checkin
+        for _ in range(n):
+            checkin(checkout())
+
+    return loop, pool.close
+
+
+def _database_loop(dsn: str | None) -> tuple[Loop, Callable[[], None]]:
+    """The whole ``with db.connection():`` block of a pooled Database, on a real connection."""
+    import modpy_safe
+
+    db = modpy_safe.Database(_need(dsn), name="bench-micro", mode="pooled")
+
+    def loop(n: int) -> None:
+        connection = db.connection
+        for _ in range(n):
+            with connection():
+                pass
+
+    return loop, db.close
+
+
 def _psycopg2_loop(dsn: str | None) -> tuple[Loop, Callable[[], None]]:
     import psycopg2.pool
 
@@ -127,16 +164,23 @@ def _need(dsn: str | None) -> str:
     return dsn
 
 
+STAND_IN = "modpy_safe Pool (stand-in driver)"
+HOOKED = "modpy_safe Pool + Database's psycopg2 hooks (real connection)"
+DATABASE = "with Database(mode='pooled').connection() (real connection)"
+BASELINES = ("psycopg2 ThreadedConnectionPool", "DBUtils PooledDB", "psycopg_pool ConnectionPool")
+
 SIDES: dict[str, Callable[[str | None], tuple[Loop, Callable[[], None]]]] = {
-    "modpy_safe Pool (stand-in driver)": _modpy_safe_loop,
+    STAND_IN: _modpy_safe_loop,
+    HOOKED: _hooked_pool_loop,
+    DATABASE: _database_loop,
     "psycopg2 ThreadedConnectionPool": _psycopg2_loop,
     "DBUtils PooledDB": _dbutils_loop,
     "psycopg_pool ConnectionPool": _psycopg_pool_loop,
 }
 
 
-def measure(dsn: str | None, *, iterations: int, rounds: int) -> list[PoolTiming]:
-    """Time every side ``rounds`` times, rotating the order; the first is modpy_safe's."""
+def measure(dsn: str | None, *, iterations: int, rounds: int) -> dict[str, PoolTiming]:
+    """Time every side of :data:`SIDES` ``rounds`` times, rotating the order."""
     timings = [PoolTiming(label) for label in SIDES]
     loops: list[Loop | None] = []
     closers: list[Callable[[], None]] = []
@@ -173,7 +217,7 @@ def measure(dsn: str | None, *, iterations: int, rounds: int) -> list[PoolTiming
                 close()
             except Exception:  # closing a benchmark pool must not hide the numbers
                 pass
-    return timings
+    return {t.label: t for t in timings}
 
 
 def main() -> None:
@@ -182,7 +226,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    for t in measure(args.dsn, iterations=args.iterations, rounds=args.rounds):
+    for t in measure(args.dsn, iterations=args.iterations, rounds=args.rounds).values():
         if t.error:
             print(f"{t.label:40} not measured: {t.error}")
         else:
