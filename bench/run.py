@@ -364,6 +364,19 @@ def _start_postgres(root: Path) -> tuple[PostgresServer | None, str | None]:
         return None, f"PostgreSQL did not start ({str(exc).splitlines()[0][:160]})"
 
 
+def _serial_warmup(server: Httpd, setup: site.MpmSetup) -> None:
+    """Request every endpoint one at a time, on new connections, until each child has seen it.
+
+    mod_python 3.5 imports a PythonHandler module without a lock: under a
+    threaded MPM, threads of a fresh child that ask for it at once can find it
+    half imported and answer 500 ("contains no 'handler'"). Rounds measure the
+    steady state, so each child imports everything before the load starts.
+    """
+    for ep in site.ENDPOINTS.values():
+        for _ in range(10 * setup.processes):  # new connections spread over the children
+            site.get(server, ep.path)
+
+
 def run_mpm(mpm: str, root: Path, postgres: PostgresServer | None, db_ok: str | None,
             t: Timing, rows: set[str], deadline: float) -> list[report.Row]:
     """Start one httpd for ``mpm``, run every selected row on it, stop it."""
@@ -382,6 +395,7 @@ def run_mpm(mpm: str, root: Path, postgres: PostgresServer | None, db_ok: str | 
         return [report.Row.skipped(str(r.num), r.title, mpm, r.target_text, reason)
                 for r in selected]
     try:
+        _serial_warmup(server, setup)
         for r in selected:
             if time.monotonic() > deadline:
                 out.append(report.Row.skipped(str(r.num), r.title, mpm, r.target_text,
