@@ -288,3 +288,51 @@ def test_child_exit_closes_connections_cleanly(httpd: Any, postgres: Any, mpm: s
         threading.Event().wait(0.02)
     assert postgres.count_connections(app) == 0
     no_password_anywhere(server, postgres)
+
+
+RELOADED = """\
+import modpy_safe
+
+db = modpy_safe.Database({dsn!r}, name="r", mode={mode!r})
+VERSION = {version}
+
+
+def handler(req):
+    with db.transaction() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        return "version %d backend %d db %d" % (VERSION, cur.fetchone()[0], id(db))
+"""
+
+
+def test_reload_keeps_the_database_or_retires_it(httpd: Any, postgres: Any, mpm: str) -> None:
+    """Same arguments after an edit: the same object and connection; other DSN: old one closed."""
+    first, second = f"conn_reload_a_{mpm}", f"conn_reload_b_{mpm}"
+
+    def source(version: int, app: str, mode: str = "auto") -> str:
+        return RELOADED.format(dsn=postgres.dsn_for(app), mode=mode, version=version)
+
+    server = httpd(mpm, processes=1, directory=DISPATCH, files={"app.py": source(1, first)},
+                   options={"modpy_safe.handler": "app.py", "modpy_safe.reload.interval": "0"})
+
+    def answer() -> dict[str, int]:
+        words = server.get("/x").text.split()
+        return {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+
+    v1 = answer()
+    server.write("app.py", source(2, first))
+    server.wait_for("/x", "version 2 ", tries=100, delay=0.05)
+    v2 = answer()
+    assert (v2["backend"], v2["db"]) == (v1["backend"], v1["db"])
+    assert postgres.count_connections(first) == 1
+
+    server.write("app.py", source(3, second))
+    server.wait_for("/x", "version 3 ", tries=100, delay=0.05)
+    v3 = answer()
+    assert v3["db"] != v1["db"] and v3["backend"] != v1["backend"]
+    for _ in range(200):  # retired once the requests on the old version are done
+        if postgres.count_connections(first) == 0:
+            break
+        threading.Event().wait(0.02)
+    assert postgres.count_connections(first) == 0
+    assert postgres.count_connections(second) == 1
+    no_password_anywhere(server, postgres)
