@@ -44,9 +44,15 @@ _stamp = itertools.count(1)
 
 
 def write(path: Path, text: str) -> Path:
-    """Write ``path`` with a modification time surely newer than any before it."""
-    path.write_text(textwrap.dedent(text))
+    """Replace ``path`` atomically, with a modification time newer than any before it.
+
+    Atomic (write aside, then rename) as careful editors do, so a concurrent load
+    never reads half a file.
+    """
+    aside = path.with_name(f".{path.name}.tmp")
+    aside.write_text(textwrap.dedent(text))
     # A fixed, strictly increasing mtime: coarse clocks never hide a rewrite.
     stamp = 1_700_000_000_000_000_000 + next(_stamp) * 1_000_000_000
-    os.utime(path, ns=(stamp, stamp))
+    os.utime(aside, ns=(stamp, stamp))
+    os.replace(aside, path)
     return path

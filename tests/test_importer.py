@@ -297,3 +297,80 @@ def test_close_all_closes_what_loaded_modules_hold(tmp_path, scope_for):
     module = request(app, scope_for())
     assert _importer.close_all() >= 1
     assert module.conn.closed
+
+
+def test_autoreload_off_keeps_the_loaded_version(tmp_path, scope_for):
+    app = write(tmp_path / "app.py", "V = 1\n")
+    assert request(app, scope_for()).V == 1
+    write(app, "V = 2\n")
+    scope = scope_for()
+    try:
+        assert _importer.acquire(str(app), scope, autoreload=False).V == 1
+    finally:
+        scope.close()
+
+
+def test_a_request_within_the_interval_makes_no_system_call(tmp_path, scope_for, monkeypatch):
+    write(tmp_path / "helpers.py", "X = 1\n")
+    app = write(tmp_path / "app.py", "import helpers\n")
+    hourly = {"modpy_safe.reload.interval": "3600"}
+    request(app, scope_for(hourly))
+    calls: list[str] = []
+    real_stat = _importer.os.stat
+
+    def counting_stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(_importer.os, "stat", counting_stat)
+    for _ in range(5):
+        request(app, scope_for(hourly))
+    assert calls == []
+    request(app, scope_for())  # interval 0: the file and its dependency are checked
+    assert sorted(calls) == [str(app), str(tmp_path / "helpers.py")]
+
+
+def test_threads_never_use_a_connection_closed_under_them(tmp_path, scope_for):
+    """The plain-Python twin of the event test: leases keep old versions' connections open."""
+    import threading
+    import time
+
+    source = """\
+        import fix_importer
+        conn = fix_importer.FakeConnection(__file__)
+        VERSION = {version}
+        def handler():
+            conn.cursor()  # raises if the connection was closed
+            return VERSION
+    """
+    app = write(tmp_path / "app.py", source.format(version=0))
+    request(app, scope_for())
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            scope = scope_for()
+            try:
+                module = _importer.acquire(str(app), scope)
+                for _ in range(10):
+                    module.handler()
+                    time.sleep(0.0005)  # let the writer reload while this request runs
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                scope.close()
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for version in range(1, 30):
+            write(app, source.format(version=version))
+            request(app, scope_for())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    assert len([c for c in open_connections() if c.name == str(app)]) == 1
