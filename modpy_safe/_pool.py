@@ -152,7 +152,12 @@ class Pool(Generic[Conn]):
         _pools.add(self)
 
     def _init_state(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Plain lock for the fast path (its context manager is C code); the
+        # condition on the same lock is used only when someone waits.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
+        self._requests = 0
         self._idle: collections.deque[Entry[Conn]] = collections.deque()
         self._all: set[Entry[Conn]] = set()
         self._pid = getpid()
@@ -163,7 +168,7 @@ class Pool(Generic[Conn]):
         self._down_until = 0.0
         self._backoff = BACKOFF_FIRST
         self._down_reason = ""
-        self._counts: dict[str, float] = dict.fromkeys(COUNTERS[:-3], 0)
+        self._counts: dict[str, float] = dict.fromkeys(COUNTERS[1:-3], 0)
         self._counts["wait_time_total"] = 0.0
         self._counts["wait_time_max"] = 0.0
 
@@ -177,10 +182,10 @@ class Pool(Generic[Conn]):
         """
         if self._pid != getpid():
             self._after_fork()
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise self._closed_error()
-            self._counts["requests"] += 1
+            self._requests += 1
             if self._idle:
                 entry: Entry[Conn] | None = self._idle.pop()
                 self._in_use += 1
@@ -206,6 +211,7 @@ class Pool(Generic[Conn]):
         counts["waits"] += 1
         start = monotonic()
         deadline = start + timeout
+        self._waiting += 1
         try:
             while True:
                 remaining = deadline - monotonic()
@@ -227,6 +233,7 @@ class Pool(Generic[Conn]):
                     self._in_use += 1
                     return None
         finally:
+            self._waiting -= 1
             waited = monotonic() - start
             counts["wait_time_total"] += waited
             if waited > counts["wait_time_max"]:
@@ -255,7 +262,7 @@ class Pool(Generic[Conn]):
 
     def _drop(self, entry: Entry[Conn], cause: str) -> None:
         """Close a checked-out entry's connection but keep its slot for a replacement."""
-        with self._cond:
+        with self._lock:
             self._all.discard(entry)
             self._counts["discarded_" + cause] += 1
             self._counts["closed"] += 1
@@ -264,7 +271,7 @@ class Pool(Generic[Conn]):
     def _open(self) -> Entry[Conn]:
         """Open a connection into a slot already reserved; free the slot on failure."""
         try:
-            with self._cond:
+            with self._lock:
                 now = monotonic()
                 if now < self._down_until:
                     raise DatabaseUnavailable(
@@ -278,7 +285,7 @@ class Pool(Generic[Conn]):
                 conn = self._connect()
             except Exception as exc:
                 reason = self._describe(exc)
-                with self._cond:
+                with self._lock:
                     self._counts["connect_failures"] += 1
                     self._down_reason = reason
                     self._down_until = monotonic() + self._backoff
@@ -287,16 +294,17 @@ class Pool(Generic[Conn]):
                     f"Database {self.name!r} is unavailable: {reason}"
                 ) from None
         except BaseException:
-            with self._cond:
+            with self._lock:
                 self._size -= 1
                 self._in_use -= 1
-                self._cond.notify()
+                if self._waiting:
+                    self._cond.notify()
             raise
         now = monotonic()
         lifetime = self.max_lifetime
         expires = now + lifetime * random.uniform(0.9, 1.0) if lifetime else float("inf")
         entry = Entry(conn, now, expires, self._gen)
-        with self._cond:
+        with self._lock:
             self._down_reason = ""
             self._down_until = 0.0
             self._backoff = BACKOFF_FIRST
@@ -307,10 +315,10 @@ class Pool(Generic[Conn]):
     # ------------------------------------------------------------------- checkin
     def checkin(self, entry: Entry[Conn]) -> None:
         """Give ``entry`` back: reset it, then keep it idle or close it. Frees the slot."""
-        if entry.gen != self._gen or self._pid != getpid():
-            # Made before a fork; the slot it held belonged to the parent.
-            if self._pid != getpid():
-                self._after_fork()
+        if entry.gen != self._gen:
+            # Made before a fork; the slot it held belonged to the parent. (An
+            # entry given back after a fork that no hook saw is caught by the
+            # next checkout's pid check, which abandons every inherited entry.)
             entry.out = False
             return
         if not entry.out:
@@ -324,7 +332,7 @@ class Pool(Generic[Conn]):
                 failed = True
         now = monotonic()
         stale: Entry[Conn] | None = None
-        with self._cond:
+        with self._lock:
             self._in_use -= 1
             counts = self._counts
             if dirty:
@@ -352,7 +360,8 @@ class Pool(Generic[Conn]):
                     counts["closed"] += 1
                     counts["discarded_idle"] += 1
                     stale = oldest
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
         if stale is not None:
             self._close(stale.conn)
 
@@ -365,7 +374,7 @@ class Pool(Generic[Conn]):
         """
         if self._pid != getpid():
             self._after_fork()
-        with self._cond:
+        with self._lock:
             self._closed = True
             idle = list(self._idle)
             self._idle.clear()
@@ -377,12 +386,16 @@ class Pool(Generic[Conn]):
         for entry in idle:
             self._close(entry.conn)
         deadline = monotonic() + wait
-        with self._cond:
-            while self._in_use > 0:
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
+        with self._lock:
+            self._waiting += 1
+            try:
+                while self._in_use > 0:
+                    remaining = deadline - monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._waiting -= 1
         return True
 
     @property
@@ -414,8 +427,9 @@ class Pool(Generic[Conn]):
         """Return a snapshot of the counters (names in :data:`COUNTERS`)."""
         if self._pid != getpid():
             self._after_fork()
-        with self._cond:
+        with self._lock:
             out = dict(self._counts)
+            out["requests"] = self._requests
             out["in_use"] = self._in_use
             out["idle"] = len(self._idle)
             out["size"] = self._size
