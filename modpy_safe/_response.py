@@ -28,10 +28,10 @@ import logging
 import secrets
 import traceback
 from http import HTTPStatus
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from ._errors import DatabaseError, HTTPError
-from ._handler import is_handler_class, run
+from ._handler import Handler, run
 from ._redact import scrub
 
 __all__ = ["call", "render", "handle_error", "send_error", "redirect", "Redirect", "OK", "DECLINED"]
@@ -70,10 +70,10 @@ def redirect(url: str, status: int = 303) -> NoReturn:
     raise Redirect(url, status)
 
 
-def call(req: Any, target: Callable[..., Any]) -> int:
+def call(req: Any, target: Any) -> int:
     """Call ``target`` (a function of ``req`` or a Handler subclass) and render its result."""
-    if is_handler_class(target):
-        return render(req, run(target, req))  # type: ignore[arg-type]
+    if isinstance(target, type) and issubclass(target, Handler):
+        return render(req, run(target, req))
     return render(req, target(req))
 
 

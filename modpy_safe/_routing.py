@@ -64,13 +64,6 @@ _by_file: dict[str, Target] = {}
 _lock = threading.Lock()
 
 
-def _section_dir(req: Any) -> str | None:
-    hlist = req.hlist
-    if hlist.is_location:
-        return None
-    return hlist.directory or None
-
-
 def _locate(relative: str, directory: str | None) -> str:
     if os.path.isabs(relative):
         return os.path.normpath(relative)
@@ -91,8 +84,9 @@ def _locate(relative: str, directory: str | None) -> str:
     )
 
 
-def _fixed_target(req: Any, options: Options, spec: str) -> Target:
-    directory = _section_dir(req)
+def _fixed_target(req: Any, options: Options) -> Target:
+    hlist = req.hlist
+    directory = None if hlist.is_location else (hlist.directory or None)
     key = (id(options), directory)
     entry = _fixed.get(key)
     if entry is not None and entry[0] is options:
@@ -112,9 +106,8 @@ def resolve(req: Any, options: Options) -> Target | None:
 
     Raises :class:`HTTPError` 404 when the URL names no handler file.
     """
-    spec = options.raw(OPTION)
-    if spec is not None:
-        return _fixed_target(req, options, spec)
+    if OPTION in options:
+        return _fixed_target(req, options)
     filename: str = req.filename or ""
     target = _by_file.get(filename)
     if target is not None:
