@@ -99,7 +99,7 @@ class _Instance(_resources.Owner):
     """One loaded version of one file."""
 
     def __init__(self, entry: _Entry, module: types.ModuleType, generation: int,
-                 mtime: int, dirs: tuple[str, ...]) -> None:
+                 mtime: Stamp, dirs: tuple[str, ...]) -> None:
         super().__init__(module.__dict__)
         self.entry = entry
         self.module = module
@@ -232,15 +232,23 @@ def _close_all_at_exit() -> None:
 # ---------------------------------------------------------------- checking
 
 
-def _stat(path: str) -> int:
+# What identifies a version of a file on disk: mtime, size and inode. The mtime
+# alone misses a file finished within the same tick of the file system's clock
+# as the half-written copy a request loaded (and a rename of a file with an
+# equal mtime): the finished file would then never be loaded.
+Stamp = tuple[int, int, int]
+
+
+def _stat(path: str) -> Stamp:
     try:
-        return os.stat(path).st_mtime_ns
+        st = os.stat(path)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
     except FileNotFoundError:
         raise FileNotFoundError(2, "handler file not found", path) from None
 
 
-def _key(inst: _Instance | None, mtime: int) -> tuple[Any, ...]:
-    """Identify a version: the file's mtime and the generation of each dependency now."""
+def _key(inst: _Instance | None, mtime: Stamp) -> tuple[Any, ...]:
+    """Identify a version: the file's stamp and the generation of each dependency now."""
     if inst is None:
         return (mtime,)
     gens = []
@@ -333,7 +341,7 @@ def _failed(entry: _Entry, inst: _Instance | None, debug: bool) -> _Instance:
 def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
     """Load a new instance of ``entry`` (caller holds ``_load_lock``) and make it current."""
     old = entry.instance
-    mtime = _stat(entry.path)
+    source, mtime = _read_source(entry.path)
     generation = entry.generation + 1
     module = types.ModuleType(entry.label)
     inst = _Instance(entry, module, generation, mtime, dirs)
@@ -348,8 +356,7 @@ def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
     previous = sys.modules.get(entry.label)
     entry.loading, entry.loading_thread = inst, threading.get_ident()
     try:
-        with open(entry.path, "rb") as source:
-            code = compile(source.read(), entry.path, "exec", dont_inherit=True)
+        code = compile(source, entry.path, "exec", dont_inherit=True)
         # Registered before its code runs, as Python does: dataclasses and typing
         # look the module up by name while the class bodies execute.
         sys.modules[entry.label] = module
@@ -386,6 +393,28 @@ def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
         log.info("reloaded %s (generation %d)", entry.path, generation)
         _sweeper.retire(old)
     return inst
+
+
+def _read_source(path: str) -> tuple[bytes, Stamp]:
+    """Return the file's bytes and the stamp they belong to.
+
+    An editor that truncates and rewrites in place can be caught halfway: read
+    again while the file changes under us (bounded), and record the stamp seen
+    before reading, so a later check still notices a newer one.
+    """
+    for _ in range(5):
+        with open(path, "rb") as source:
+            before = os.fstat(source.fileno())
+            data = source.read()
+        try:
+            after = os.stat(path)
+        except FileNotFoundError:
+            break  # replaced by rename right now: what we read is a whole version
+        same = (after.st_mtime_ns, after.st_size, after.st_ino) == (
+            before.st_mtime_ns, before.st_size, before.st_ino)
+        if same and len(data) == before.st_size:
+            break
+    return data, (before.st_mtime_ns, before.st_size, before.st_ino)
 
 
 def _prepare(inst: _Instance) -> None:
