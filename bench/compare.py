@@ -8,8 +8,9 @@ noise still moves the answer.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Callable, Generic, TypeVar
 
 __all__ = ["Comparison", "alternate", "spread"]
 

@@ -6,7 +6,7 @@ and the same handler function directly, alternating, and prints microseconds
 per request; ``--profile`` adds a cProfile listing of the dispatch path, so a
 missed target in rows 1–2 can be traced to file:function without httpd.
 
-    .venv/bin/python bench/dispatch_micro.py [--class] [--profile]
+    .venv/bin/python bench/dispatch_micro.py [--class] [--breakdown] [--profile]
 """
 from __future__ import annotations
 
@@ -104,6 +104,51 @@ def _timed(fn: Callable[[], Any], n: int) -> float:
     return (time.perf_counter_ns() - start) / n / 1000.0
 
 
+def breakdown(req: StandInRequest, n: int) -> list[tuple[str, float]]:
+    """Time each step of the dispatch path alone (µs per call), as dispatch.handler runs them.
+
+    Mirrors modpy_safe/dispatch.py at the time of writing; a step whose
+    internal API changed is reported as such instead of timed.
+    """
+    from modpy_safe import _apache, _importer, _response, _routing
+    from modpy_safe._context import RequestScope
+    from modpy_safe._options import options_for
+
+    options = options_for(req.get_options())
+    target = _routing.resolve(req, options)
+    assert target is not None
+    with RequestScope(req, options) as scope:
+        module = _importer.acquire(target.path, scope)
+    fn = _routing.find(module, target)
+
+    def acquire() -> None:
+        with RequestScope(req, options) as scope:
+            _importer.acquire(target.path, scope, autoreload=True)
+
+    def scope_only() -> None:
+        with RequestScope(req, options):
+            pass
+
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("_apache.install_logging()", _apache.install_logging),
+        ("options_for(req.get_options())", lambda: options_for(req.get_options())),
+        ("req.get_config() and two flags", lambda: req.get_config().get("PythonDebug", "0")),
+        ("RequestScope enter + exit", scope_only),
+        ("_routing.resolve(req, options)", lambda: _routing.resolve(req, options)),
+        ("_importer.acquire (+ scope, lease, release)", acquire),
+        ("_routing.find(module, target)", lambda: _routing.find(module, target)),
+        ("_response.call(req, fn) (incl. fn)", lambda: _response.call(req, fn)),
+        ("fn(req) alone", lambda: fn(req)),
+    ]
+    out = []
+    for label, step in steps:
+        try:
+            out.append((label, min(_timed(step, n) for _ in range(3))))
+        except Exception as exc:  # the internals moved on: say so, time the rest
+            out.append((f"{label}: {type(exc).__name__}: {exc}", float("nan")))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--class", dest="cls", action="store_true",
@@ -111,6 +156,8 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="print a cProfile listing")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time each step of the dispatch path alone")
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -146,6 +193,9 @@ def main() -> int:
         kind = "Handler subclass" if args.cls else "function"
         print(f"dispatch → {kind}: {ma:.2f} µs per request; the function called directly: "
               f"{mb:.2f} µs; dispatch adds {ma - mb:.2f} µs")
+        if args.breakdown:
+            for label, us in breakdown(req, args.iterations):
+                print(f"  {us:6.2f} µs  {label}")
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()

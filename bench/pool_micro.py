@@ -113,7 +113,10 @@ def _database_loop(dsn: str | None) -> tuple[Loop, Callable[[], None]]:
             with connection():
                 pass
 
-    return loop, db.close
+    def close() -> None:
+        db.close()
+
+    return loop, close
 
 
 def _psycopg2_loop(dsn: str | None) -> tuple[Loop, Callable[[], None]]:
@@ -202,11 +205,11 @@ def measure(dsn: str | None, *, iterations: int, rounds: int) -> dict[str, PoolT
             order = list(range(len(timings)))
             order = order[r % len(order):] + order[:r % len(order)]
             for i in order:
-                loop = loops[i]
-                if loop is None:
+                timed = loops[i]
+                if timed is None:
                     continue
                 start = time.perf_counter_ns()
-                loop(iterations)
+                timed(iterations)
                 elapsed = time.perf_counter_ns() - start
                 timings[i].rounds_us.append(elapsed / iterations / 1000.0)
     finally:

@@ -11,32 +11,21 @@ editors and deploy tools do, so a request never reads half a file.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from modpy_safe.testing import Httpd, PostgresServer
 
 from . import site, wrk
 from .compare import Comparison, alternate
+from .procstat import vm_rss_kb
 
-__all__ = ["Rewriter", "ReloadRun", "run_reload_rounds", "vm_rss_kb", "MemoryRun", "run_memory"]
+__all__ = ["Rewriter", "ReloadRun", "run_reload_rounds", "MemoryRun", "run_memory"]
 
 REWRITE_EVERY = 0.5  # seconds, from the issue
 SAMPLE_EVERY = 1.0  # seconds between connection counts
-
-
-def vm_rss_kb(pid: int) -> int | None:
-    """Return the resident set size of ``pid`` in kB, or None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    found = re.search(r"^VmRSS:\s+(\d+)\s+kB", text, re.M)
-    return int(found.group(1)) if found else None
 
 
 class Rewriter:
@@ -229,4 +218,5 @@ def run_memory(
     after_reloads = _rss(server)
     if set(after_reloads) != children:
         notes.append("the set of children changed during the run (a child was replaced)")
-    return MemoryRun(warm, after_requests, after_reloads, done, rewriter.version, seen_by_all, notes)
+    return MemoryRun(warm, after_requests, after_reloads, done, rewriter.version, seen_by_all,
+                     notes)

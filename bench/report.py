@@ -9,9 +9,9 @@ import datetime
 import platform
 import re
 import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 __all__ = ["Row", "table", "environment", "write_markdown"]
 
@@ -130,7 +130,8 @@ def write_markdown(
     settings = "\n".join(f"* {s}" for s in mpm_settings)
     verdicts = "\n".join(f"* {s}" for s in summary)
     notes = NOTES.read_text().strip() if NOTES.exists() else ""
-    kind = "`make bench QUICK=1` (short run: numbers are indicative only)" if quick else "`make bench`"
+    kind = ("`make bench QUICK=1` (short run: numbers are indicative only)" if quick
+            else "`make bench`")
     text = f"""# Benchmarks
 
 Written by {kind} in {elapsed / 60:.1f} minutes; do not edit by hand (the notes at

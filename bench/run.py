@@ -1,4 +1,4 @@
-"""``make bench``: side-by-side benchmarks of modpy_safe against plain mod_python and the common pools.
+"""``make bench``: modpy_safe side by side with plain mod_python and the common pools.
 
 One private PostgreSQL serves the whole run; one httpd per MPM serves both
 sides of every comparison (see ``bench/site.py``), so a comparison alternates
@@ -15,16 +15,17 @@ import importlib
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 # Run as a script (bench/run.py): make the checkout importable as the 'bench' package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import pool_micro, reload, report, site, wrk  # noqa: E402
-from bench.compare import Comparison, alternate  # noqa: E402
-from modpy_safe.testing import (  # noqa: E402
+from bench import pool_micro, procstat, reload, report, site, wrk
+from bench.compare import Comparison, alternate
+from modpy_safe.testing import (
     Httpd,
     PostgresServer,
     SetupError,
@@ -129,14 +130,32 @@ HTTP_ROWS = (
 )
 
 
-def _fmt_wrk(c: Comparison[wrk.WrkResult], side: str) -> str:
+@dataclass(frozen=True)
+class Measured:
+    """One wrk run of one side and the CPU httpd burnt per request meanwhile."""
+
+    result: wrk.WrkResult
+    cpu_us: float  # user + system CPU of all httpd processes, per request
+
+
+def measure(server: Httpd, url: str, seconds: int, connections: int) -> Measured:
+    """Run wrk against ``url`` and read the CPU time httpd used for it."""
+    pids = [p for p in (server.main_pid(), *server.child_pids()) if p is not None]
+    before = procstat.cpu_seconds(pids)
+    result = wrk.run(url, seconds=seconds, connections=connections)
+    used = procstat.cpu_seconds(pids) - before
+    return Measured(result, used / max(result.requests, 1) * 1e6)
+
+
+def _fmt_wrk(c: Comparison[Measured], side: str) -> str:
     rps = c.median(side)
-    p50 = c.median(side, lambda r: r.p50_ms)
-    p99 = c.median(side, lambda r: r.p99_ms)
-    return f"{rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+    p50 = c.median(side, lambda m: m.result.p50_ms)
+    p99 = c.median(side, lambda m: m.result.p99_ms)
+    cpu = c.median(side, lambda m: m.cpu_us)
+    return f"{rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {cpu:.0f} µs CPU/req"
 
 
-def _failures(c: Comparison[wrk.WrkResult]) -> tuple[str, bool]:
+def _failures(c: Comparison[Measured]) -> tuple[str, bool]:
     """Describe each side's failed requests; invalid when any side failed more than 0.1 %.
 
     A few socket errors in a long run are the kernel or wrk, not the handler;
@@ -145,9 +164,9 @@ def _failures(c: Comparison[wrk.WrkResult]) -> tuple[str, bool]:
     notes = []
     invalid = False
     for side, runs in (("A", c.a), ("B", c.b)):
-        non2xx = sum(r.non2xx for r in runs)
-        sock = sum(r.socket_errors for r in runs)
-        total = sum(r.requests for r in runs) or 1
+        non2xx = sum(m.result.non2xx for m in runs)
+        sock = sum(m.result.socket_errors for m in runs)
+        total = sum(m.result.requests for m in runs) or 1
         if non2xx + sock:
             notes.append(f"{side}: {non2xx} non-2xx, {sock} socket errors of {total:,}")
         invalid = invalid or (non2xx + sock) / total > 0.001
@@ -167,7 +186,8 @@ def _probe(server: Httpd, endpoint: str) -> str | None:
     status, text = site.get(server, ep.path)
     if status == 200:
         return None
-    log = [line for line in server.error_log().splitlines() if "rror" in line or "Traceback" in line]
+    log = [line for line in server.error_log().splitlines()
+           if "rror" in line or "Traceback" in line]
     last = log[-1].split("] ")[-1][:200] if log else text.strip()[:200]
     return f"{ep.path} answered {status or 'nothing'} ({last})"
 
@@ -186,14 +206,14 @@ def http_row(row: HttpRow, server: Httpd, setup: site.MpmSetup, t: Timing,
     a_url = server.url(site.ENDPOINTS[row.a].path)
     b_url = server.url(site.ENDPOINTS[row.b].path)
 
-    def run(url: str, seconds: int) -> wrk.WrkResult:
-        return wrk.run(url, seconds=seconds, connections=setup.connections)
+    def run(url: str, seconds: int) -> Measured:
+        return measure(server, url, seconds, setup.connections)
 
     log_start = len(server.error_log())
     run(a_url, t.warmup)
     run(b_url, t.warmup)
     c = alternate(lambda: run(a_url, t.seconds), lambda: run(b_url, t.seconds),
-                  rounds=t.rounds, key=lambda r: r.rps)
+                  rounds=t.rounds, key=lambda m: m.result.rps)
     ratio = c.ratio
     if row.target is None:
         verdict = "reported"
@@ -206,8 +226,10 @@ def http_row(row: HttpRow, server: Httpd, setup: site.MpmSetup, t: Timing,
         verdict = f"invalid: {failures}"
     elif failures:
         verdict += f" ({failures})"
+    cpu_ratio = c.median("b", lambda m: m.cpu_us) / max(c.median("a", lambda m: m.cpu_us), 1e-9)
     return report.Row(str(row.num), row.title, setup.mpm, _fmt_wrk(c, "a"), _fmt_wrk(c, "b"),
-                      f"{ratio:.2f}", c.spread_text(), target, verdict)
+                      f"{ratio:.2f} (CPU/req B÷A {cpu_ratio:.2f})", c.spread_text(), target,
+                      verdict)
 
 
 # --------------------------------------------------------------------- row 7
@@ -222,7 +244,8 @@ def pool_rows(dsn: str | None, t: Timing) -> list[report.Row]:
                                    target, reason)]
     timings = pool_micro.measure(dsn, iterations=t.pool_iterations, rounds=t.pool_rounds)
     psycopg2_pool = pool_micro.BASELINES[0]
-    pairs = [(f"7{letter}", pool_micro.STAND_IN, b) for letter, b in zip("abc", pool_micro.BASELINES)]
+    pairs = [(f"7{letter}", pool_micro.STAND_IN, b)
+             for letter, b in zip("abc", pool_micro.BASELINES)]
     pairs += [("7d", pool_micro.HOOKED, psycopg2_pool), ("7e", pool_micro.DATABASE, psycopg2_pool)]
     rows = []
     for num, a_label, b_label in pairs:
@@ -286,7 +309,10 @@ def reload_row(server: Httpd, postgres: PostgresServer | None, setup: site.MpmSe
     if served != str(rewriter.version):
         problems.append(f"last version {rewriter.version} not served (got {served})")
     verdict = "met" if not problems else "MISSED: " + ", ".join(problems)
-    rng = lambda xs: f"{min(xs)}–{max(xs)}" if xs else "-"  # noqa: E731
+
+    def rng(xs: list[int]) -> str:
+        return f"{min(xs)}–{max(xs)}" if xs else "-"
+
     a_text = (f"{rewrites} rewrites in {t.reload_rounds}×{t.reload_seconds} s, "
               f"{failed_a} failed, connections {rng(conns_a)}, "
               f"p99 {c.median('a'):.2f} ms, {c.median('a', lambda r: r.result.rps):,.0f} req/s")
@@ -307,7 +333,9 @@ def memory_row(server: Httpd, postgres: PostgresServer | None, setup: site.MpmSe
         return report.Row.skipped("9", title, setup.mpm, target, reason)
     m = reload.run_memory(server, postgres, setup, requests=t.memory_requests,
                           reloads=t.memory_reloads, warm_seconds=t.warmup, deadline=deadline)
-    mb = lambda kb: f"{kb / 1024:.1f}"  # noqa: E731
+
+    def mb(kb: int) -> str:
+        return f"{kb / 1024:.1f}"
 
     def deltas(later: dict[int, int]) -> str:
         return ", ".join(f"{(later[p] - m.warm[p]) / 1024:+.1f}" for p in m.warm if p in later)

@@ -9,9 +9,9 @@ The handler sources live in ``bench/handlers``; placeholders in them
 from __future__ import annotations
 
 import http.client
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from modpy_safe.testing import Httpd, PostgresServer
 

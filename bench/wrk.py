@@ -50,7 +50,8 @@ def parse(text: str) -> WrkResult:
     """Read the report wrk prints with ``--latency``; raise WrkError if it is not one."""
     rps = _RPS.search(text)
     total = _TOTAL.search(text)
-    pct = {m.group(1): float(m.group(2)) * _UNITS_MS[m.group(3)] for m in _PERCENTILE.finditer(text)}
+    pct = {m.group(1): float(m.group(2)) * _UNITS_MS[m.group(3)]
+           for m in _PERCENTILE.finditer(text)}
     if rps is None or total is None or set(pct) != {"50", "99"}:
         raise WrkError(f"wrk printed no report with --latency percentiles:\n{text[-2000:]}")
     non2xx = _NON2XX.search(text)
@@ -80,7 +81,8 @@ def run(url: str, *, seconds: int, connections: int, threads: int = 1) -> WrkRes
     """
     _check_loopback(url)
     if shutil.which(WRK) is None:
-        raise WrkError("wrk is not installed: run 'tools/bootstrap.sh bench' as root (apt-get install wrk)")
+        raise WrkError("wrk is not installed: run 'tools/bootstrap.sh bench' as root "
+                       "(it runs apt-get install wrk)")
     if seconds < 1 or connections < 1 or threads < 1 or threads > connections:
         raise ValueError(
             f"seconds ({seconds}) and connections ({connections}) must be at least 1, and "

@@ -19,5 +19,5 @@ def handler(req):
     finally:
         conn.close()
     req.content_type = "text/plain"
-    req.write("version %s pid %d\n" % (VERSION, os.getpid()))
+    req.write(f"version {VERSION} pid {os.getpid()}\n")
     return apache.OK

@@ -5,8 +5,9 @@ SELECT 1, fetch, commit); only how the connection is obtained differs.
 """
 import os
 
-import modpy_safe
 from mod_python import apache
+
+import modpy_safe
 
 DSN = "__BENCH_DSN__"
 MODE = "__BENCH_MODE__"
@@ -23,5 +24,5 @@ def handler(req):
         cur.close()
         conn.commit()
     req.content_type = "text/plain"
-    req.write("version %s pid %d\n" % (VERSION, os.getpid()))
+    req.write(f"version {VERSION} pid {os.getpid()}\n")
     return apache.OK

@@ -28,5 +28,5 @@ def handler(req):
     finally:
         pool.putconn(conn)
     req.content_type = "text/plain"
-    req.write("version %s pid %d\n" % (VERSION, os.getpid()))
+    req.write(f"version {VERSION} pid {os.getpid()}\n")
     return apache.OK

@@ -1,4 +1,4 @@
-"""Row 3, both sides: one publisher page, served by mod_python.publisher and modpy_safe.publisher."""
+"""Row 3, both sides: one page, served by mod_python.publisher and by modpy_safe.publisher."""
 
 
 def index(req):
