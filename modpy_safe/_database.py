@@ -516,7 +516,13 @@ def _end_request(pool: Pool[Any], data: dict[str, Any], key: str) -> None:
 
 def _describe_error(exc: BaseException, dsn: str | None) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return scrub(text, dsn)
+    text = scrub(text, dsn)
+    with contextlib.suppress(Exception):
+        # A URI's password is percent-encoded; libpq sees (and may quote) it decoded.
+        password = _ext.parse_dsn(dsn or "").get("password") or ""
+        if len(password) >= 3:
+            text = text.replace(password, "***")
+    return text
 
 
 def databases() -> list[Database]:

@@ -196,6 +196,16 @@ def test_wrong_password_is_never_shown(postgres: Any, make: Any) -> None:
     assert secret not in repr(db.describe()) and "password=***" in db.describe()["settings"]["dsn"]
 
 
+def test_password_is_masked_also_as_libpq_decoded_it(make: Any) -> None:
+    def leaky(dsn: str) -> Any:
+        raise psycopg2.OperationalError("libpq quoted p@ss-word-9 back")
+
+    db = make("postgresql://u:p%40ss-word-9@127.0.0.1:1/db", name="leaky", connect=leaky)
+    with pytest.raises(DatabaseUnavailable, match="libpq quoted \\*\\*\\* back") as info:
+        backend_pid(db)
+    assert "ss-word-9" not in str(info.value) and "ss-word-9" not in repr(db.describe())
+
+
 def test_exhaustion_raises_pool_timeout(postgres: Any, make: Any) -> None:
     db = make(postgres.dsn_for("db_exhaust"), name="exhaust", mode="pooled", pool_max=1,
               timeout=0.1)
