@@ -1,5 +1,9 @@
 """``make run`` as a user runs it: start, use the printed URLs, stop, and nothing is left.
 
+While it runs, a changed handler file is reloaded on the next request (a higher
+generation on the status page) with the same number of database connections;
+a second start finds the data of the first.
+
 The run uses a free ``PORT`` and a temporary ``STATE`` directory, so it never
 touches a ``make run`` of the checkout's own ``.run/``. It is started in its own
 session, like a terminal's foreground job, so "Ctrl-C" is a SIGINT to the
@@ -107,6 +111,56 @@ def fetch(url: str, data: Any = None) -> tuple[int, str, bytes]:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read()
 
 
+def check_reload_keeps_connections(state: Path, port: int) -> None:
+    """A changed file under handlers/ reloads on the next request, on the same connections.
+
+    The test does not change the checkout's code: it bumps the modification time of
+    handlers/health.py, which is all the importer looks at.
+    """
+    import http.client
+
+    from modpy_safe.testing import PostgresServer
+
+    serve = load_serve()
+    pg = PostgresServer(state / "pg", port=int((state / "pg" / "port").read_text()))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # keep-alive: one child
+
+    def get(path: str) -> Any:
+        conn.request("GET", path, headers={"Accept": "application/json"})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200, body[:500]
+        return json.loads(body)
+
+    def generation() -> int:
+        modules = get("/status?format=json")["modules"]
+        return max(m["generation"] for m in modules if m["path"].endswith("/health.py"))
+
+    try:
+        get("/health")
+        before, connections = generation(), pg.count_connections(serve.APPLICATION_NAME)
+        assert connections >= 1
+        health = CHECKOUT / "handlers" / "health.py"
+        stamp = max(time.time_ns(), health.stat().st_mtime_ns + 1_000_000)
+        os.utime(health, ns=(stamp, stamp))
+        for _ in range(100):  # the file is checked at most once a second
+            get("/health")
+            if generation() > before:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"health.py was not reloaded (generation {before})")
+        assert pg.count_connections(serve.APPLICATION_NAME) == connections
+    finally:
+        conn.close()
+
+
+def load_serve() -> Any:
+    from fix_notes import load_serve as load
+
+    return load()
+
+
 def port_is_closed(port: int) -> bool:
     import socket
 
@@ -141,6 +195,7 @@ def test_make_run_serves_the_urls_it_prints_and_stops_cleanly() -> None:
         assert (status, ctype.split(";")[0]) == (200, "text/html"), report[:500]
         assert fetch(urls["health"])[0] == 200
         assert processes_using(state), "neither httpd nor postgres mention the state directory"
+        check_reload_keeps_connections(state, port)
 
         stop = subprocess.run(["make", "--no-print-directory", "stop", f"STATE={state}"],
                               cwd=CHECKOUT, capture_output=True, text=True, timeout=120)
@@ -175,8 +230,6 @@ def test_make_run_serves_the_urls_it_prints_and_stops_cleanly() -> None:
 def test_make_run_explains_when_httpd_cannot_read_the_handlers() -> None:
     if os.geteuid() != 0:
         pytest.skip("httpd only switches to www-data when started as root")
-    from fix_notes import load_serve
-
     serve = load_serve()
     tmp = make_tempdir("modpy_safe-unreadable-")
     try:
