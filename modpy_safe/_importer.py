@@ -46,6 +46,7 @@ from . import _apache, _resources
 from ._context import Loading, RequestScope, current_scope
 from ._errors import ModpySafeError
 from ._options import Options, as_paths, as_seconds
+from ._redact import scrub
 
 __all__ = ["acquire", "import_module", "records", "ImportFailed", "FileRecord", "ReloadError"]
 
@@ -342,6 +343,10 @@ def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
     """Load a new instance of ``entry`` (caller holds ``_load_lock``) and make it current."""
     old = entry.instance
     source, mtime = _read_source(entry.path)
+    if old is not None and not source.strip():
+        # An editor that truncates before it writes: the old version answers
+        # until the content arrives (the next check sees the new stamp).
+        return old
     generation = entry.generation + 1
     module = types.ModuleType(entry.label)
     inst = _Instance(entry, module, generation, mtime, dirs)
@@ -514,8 +519,10 @@ def _describe(path: str, exc: BaseException) -> ReloadError:
             name = frame.f_code.co_filename
             if name in managed or name == path:
                 file, line = name, lineno
-    message = f"{type(exc).__name__}: {exc}"
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    # The traceback quotes the failing source line, often a literal DSN such as
+    # psycopg2.connect("... password=..."), and goes to the log and status page.
+    message = scrub(f"{type(exc).__name__}: {exc}")
+    text = scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     return ReloadError(file=file, line=line, message=message, at=time.time(), traceback=text)
 
 
