@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if not stopping:
             httpd.start()
         base = httpd.url("")
-        print(f"modpy_safe: serving {HANDLERS} under the {args.mpm} MPM", flush=False)
+        print(f"modpy_safe: serving {HANDLERS} under the {args.mpm} MPM")
         print(f"  app:        {base}/")
         print(f"  API:        {base}/api/notes")
         print(f"  status:     {base}/status")

@@ -48,12 +48,10 @@ class Notes(modpy_safe.Handler):
         if self._item():
             return self._error(405, "POST a new note to the collection, not to a note",
                                allow="GET, HEAD, DELETE, OPTIONS")
-        length = int(self.req.headers_in.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._error(413, f"the body has {length} bytes; at most {MAX_BODY} "
-                                    "are allowed")
         try:
             note = board.add_note(self._fields().get("text"))
+        except _TooLarge:
+            return self._error(413, f"the body is larger than the {MAX_BODY} bytes allowed")
         except board.Invalid as exc:
             return self._error(400, str(exc), field=exc.field)
         self.req.status = 201
@@ -90,7 +88,10 @@ class Notes(modpy_safe.Handler):
         content_type = (self.req.headers_in.get("Content-Type") or "").split(";")[0]
         if content_type.strip().lower() != "application/json":
             return {"text": self.args.getfirst("text")}
-        raw = self.req.read()
+        # Read one byte more than allowed: a chunked body has no Content-Length to check.
+        raw = self.req.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise _TooLarge()
         try:
             data = json.loads(raw.decode("utf-8"))
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
@@ -114,3 +115,7 @@ class Notes(modpy_safe.Handler):
         if field:
             body["field"] = field
         return body
+
+
+class _TooLarge(Exception):
+    """The request body is larger than :data:`MAX_BODY`."""

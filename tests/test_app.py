@@ -98,6 +98,8 @@ def test_api_full_cycle(site: NotesSite) -> None:
         resp = httpd.request("POST", "/api/notes", body=raw,
                              headers={"Content-Type": "application/json"})
         assert (resp.status, resp.json()["field"]) == (400, "body"), resp.text
+    huge = expect(post_json(site, "/api/notes", {"text": "x" * 70_000}), 413, httpd)
+    assert "larger than" in huge.json()["error"]
     empty_form = expect(httpd.post("/api/notes", {"text": ""}), 400, httpd)
     assert "empty" in empty_form.json()["error"]
 
