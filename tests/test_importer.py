@@ -374,3 +374,12 @@ def test_threads_never_use_a_connection_closed_under_them(tmp_path, scope_for):
             thread.join(timeout=30)
     assert errors == []
     assert len([c for c in open_connections() if c.name == str(app)]) == 1
+
+
+def test_a_file_emptied_for_rewriting_keeps_the_old_version(tmp_path, scope_for):
+    app = write(tmp_path / "app.py", "V = 1\n")
+    first = request(app, scope_for())
+    write(app, "")  # the truncate of an editor that rewrites in place
+    assert request(app, scope_for()) is first
+    write(app, "V = 2\n")
+    assert request(app, scope_for()).V == 2
