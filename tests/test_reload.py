@@ -449,3 +449,24 @@ def test_stop_closes_every_connection_cleanly(httpd, mpm, postgres, verbose_role
     postgres.admin_execute("SELECT pg_catalog.set_config('application_name', %s, false)",
                            (marker,))
     assert eof_lines(postgres, app) == []
+
+
+def test_max_connections_per_child_closes_cleanly(httpd, mpm, postgres, verbose_role):
+    """Item 9: a child retired by MaxConnectionsPerChild closes its connections too."""
+    app = f"exit_recycled_{mpm}"
+    dsn = postgres.dsn_for(app).replace(f"user={postgres.role}", f"user={verbose_role}")
+    server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=0, sleep="")},
+                   processes=1, max_connections_per_child=3)
+    first = answer(server)
+    for _ in range(20):  # bounded: each request is a new connection, the child retires
+        got = answer(server)
+        if got["pid"] != first["pid"]:
+            break
+    assert got["pid"] != first["pid"], "the child was never replaced"
+    for _ in range(100):
+        if first["backend"] not in postgres.backend_pids(app):
+            break
+        time.sleep(0.05)
+    assert first["backend"] not in postgres.backend_pids(app)
+    assert f"held by loaded modules at process exit (pid {first['pid']})" in server.error_log()
+    assert eof_lines(postgres, app) == []
