@@ -323,7 +323,6 @@ def _fresh(entry: _Entry, extra: tuple[str, ...] | None, interval: float, *, deb
         try:
             return _load(entry, dirs, req)
         except ImportFailed:
-            entry.failed_key = key
             return _failed(entry, entry.instance, debug)
 
 
@@ -376,6 +375,9 @@ def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
         error = _describe(entry.path, exc)
         entry.failure = (error, exc)
         entry.last_error = error
+        # The version as read, with its dependencies as they are now (the failed
+        # code may have reloaded one): not tried again until one of them changes.
+        entry.failed_key = _key(old, mtime)
         what = "load" if old is None else "reload"
         log.error("%s of %s failed at %s:%d: %s", what, entry.path, error.file, error.line,
                   error.message)

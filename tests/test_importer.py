@@ -383,3 +383,16 @@ def test_a_file_emptied_for_rewriting_keeps_the_old_version(tmp_path, scope_for)
     assert request(app, scope_for()) is first
     write(app, "V = 2\n")
     assert request(app, scope_for()).V == 2
+
+
+def test_a_failure_after_a_helper_changed_is_logged_once(tmp_path, scope_for, caplog):
+    write(tmp_path / "helpers.py", "WORD = 'one'\n")
+    app = write(tmp_path / "app.py", "from helpers import WORD\nassert WORD == 'one'\n")
+    first = request(app, scope_for())
+    write(tmp_path / "helpers.py", "WORD = 'two'\n")
+    with caplog.at_level(logging.INFO, logger="modpy_safe.importer"):
+        for _ in range(3):
+            assert request(app, scope_for()) is first
+    failures = [r for r in caplog.records if r.getMessage().startswith("reload of")]
+    assert len(failures) == 1
+    assert "AssertionError" in failures[0].getMessage()
