@@ -82,6 +82,12 @@ _nested_cache: "weakref.WeakKeyDictionary[types.CodeType, dict[str, Any]]" = (
 )
 
 
+# Per function: whether its code nests any of the names (the usual answer: no).
+_nested_by_func: "weakref.WeakKeyDictionary[types.FunctionType, bool]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _nested_values(code: types.CodeType) -> dict[str, Any]:
     """Return the constants / code objects the function assigns to the three names."""
     found = _nested_cache.get(code)
@@ -156,16 +162,28 @@ def protection_of(obj: Any) -> Protection | None:
     rule) and its attributes (``func.__auth__ = ...``, which mod_python ignores
     for functions; honouring it can only protect more).
     """
-    prot: Protection | None = None
-    func = obj.__func__ if isinstance(obj, types.MethodType) else obj
-    if isinstance(func, types.FunctionType):
-        prot = _from_code(func)
-        attrs = getattr(func, "__dict__", None)
-        if not attrs:
+    kind = type(obj)
+    # The common cases first, by plain dict lookups: this runs for every
+    # object on every request's path.
+    if kind is types.ModuleType:
+        attrs = obj.__dict__
+        if "__auth__" not in attrs and "__access__" not in attrs and "__auth_realm__" not in attrs:
+            return None
+        return _from_lookup(None, lambda name: attrs.get(name, _MISSING))
+    func = obj.__func__ if kind is types.MethodType else obj
+    if type(func) is types.FunctionType:
+        nested = _nested_by_func.get(func)
+        if nested is None:
+            nested = _nested_by_func[func] = bool(_nested_values(func.__code__))
+        prot = _from_code(func) if nested else None
+        fattrs = func.__dict__
+        if not fattrs:
             return prot
-        lookup: Callable[[str], Any] = lambda name: attrs.get(name, _MISSING)  # noqa: E731
-    else:
-        lookup = lambda name: getattr(obj, name, _MISSING)  # noqa: E731
+        return _from_lookup(prot, lambda name: fattrs.get(name, _MISSING))
+    return _from_lookup(None, lambda name: getattr(obj, name, _MISSING))
+
+
+def _from_lookup(prot: Protection | None, lookup: Callable[[str], Any]) -> Protection | None:
     for name in NAMES:
         value = lookup(name)
         if value is not _MISSING and (value is not None or name != "__auth_realm__"):
@@ -208,15 +226,21 @@ def _challenge(realm: str) -> dict[str, str]:
     return {"WWW-Authenticate": f'Basic realm="{quoted}"'}
 
 
-def check(req: Any, obj: Any, state: AuthState) -> None:
-    """Apply what ``obj`` declares to the request; raise HTTPError 400/401/403 to refuse."""
+def check(req: Any, obj: Any, state: AuthState | None) -> AuthState | None:
+    """Apply what ``obj`` declares to the request; raise HTTPError 400/401/403 to refuse.
+
+    ``state`` carries the realm and credentials down the path; it is created
+    the first time something is protected, and returned for the next object.
+    """
     prot = protection_of(obj)
     if prot is None:
-        return
+        return state
+    if state is None:
+        state = AuthState()
     if prot.realm is not None:
         state.realm = prot.realm
     if not (prot.has_auth or prot.has_access):
-        return
+        return state
     if not state.parsed:
         state.parsed = True
         header = req.headers_in.get("Authorization")
@@ -248,3 +272,4 @@ def check(req: Any, obj: Any, state: AuthState) -> None:
             ok = access
         if not ok:
             raise HTTPError(403, "access refused")
+    return state

@@ -20,13 +20,16 @@ import os
 import re
 import types
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, NamedTuple
 
-from . import _auth
+from . import _auth, _forms
 from ._errors import HTTPError
 
-__all__ = ["Page", "locate", "resolve", "traversable", "publishable", "call", "write"]
+__all__ = [
+    "Page", "locate", "locate_cached", "forget", "resolve", "traversable", "publishable", "call",
+    "write", "LazyForm",
+]
 
 
 # ------------------------------------------------------------------ URL mapping
@@ -80,6 +83,36 @@ def locate(filename: str, path_info: str | None, suffixes: tuple[str, ...] = ())
     return Page(os.path.normpath(path), parts)
 
 
+# Positive answers of locate(), reused for a short while: the mapping costs a
+# stat and some string work on every request, and a page file that appears or
+# disappears is noticed within the same interval as an edited one.
+_located: dict[tuple[str, str | None, tuple[str, ...]], tuple[Page, float]] = {}
+_LOCATED_LIMIT = 4096
+
+
+def locate_cached(filename: str, path_info: str | None, suffixes: tuple[str, ...],
+                  *, now: float, ttl: Callable[[], float]) -> Page:
+    """Return :func:`locate`'s answer, reusing one found less than ``ttl()`` seconds ago."""
+    key = (filename, path_info, suffixes)
+    found = _located.get(key)
+    if found is not None and now < found[1]:
+        return found[0]
+    page = locate(filename, path_info, suffixes)
+    lifetime = ttl()
+    if lifetime > 0:
+        if len(_located) >= _LOCATED_LIMIT:
+            _located.clear()  # URLs are client-chosen: keep the table bounded
+        _located[key] = (page, now + lifetime)
+    return page
+
+
+def forget(page: Page) -> None:
+    """Drop cached answers that lead to ``page`` (its file turned out to be gone)."""
+    for key, (cached, _) in list(_located.items()):
+        if cached.path == page.path:
+            _located.pop(key, None)
+
+
 # -------------------------------------------------------------------- traversal
 
 # Types of the interpreter's own objects (functions, methods, code, frames...):
@@ -109,13 +142,13 @@ def publishable(obj: Any) -> bool:
     return not isinstance(obj, _UNPUBLISHABLE)
 
 
-def resolve(req: Any, module: Any, parts: tuple[str, ...], state: _auth.AuthState) -> Any:
+def resolve(req: Any, module: Any, parts: tuple[str, ...]) -> Any:
     """Walk ``parts`` from ``module``; return the object to publish or raise 403/404.
 
     The auth protocol is applied to the module and to every object reached, in
     order, so an object deeper down can narrow (never widen) what is required.
     """
-    _auth.check(req, module, state)
+    state = _auth.check(req, module, None)
     obj = module
     for i, part in enumerate(parts):
         if not part:
@@ -129,7 +162,7 @@ def resolve(req: Any, module: Any, parts: tuple[str, ...], state: _auth.AuthStat
             obj = getattr(obj, part)
         except AttributeError:
             raise HTTPError(404, "no such object") from None
-        _auth.check(req, obj, state)
+        state = _auth.check(req, obj, state)
     if not publishable(obj):
         raise HTTPError(403, f"{type(obj).__name__!r} objects are never published")
     return obj
@@ -197,32 +230,79 @@ def plan_for(obj: Any) -> tuple[Callable[..., Any], Plan]:
     return obj, _make_plan(obj, skip_first=False)
 
 
+class LazyForm:
+    """``req.form`` for a function that takes no form fields: parsed on first use.
+
+    mod_python parses the form before every call; doing it only when a page
+    looks at ``req.form`` keeps the common request short and leaves a body of
+    another type (JSON, say) for the page to read.
+    """
+
+    __slots__ = ("_req", "_form")
+
+    def __init__(self, req: Any) -> None:
+        self._req = req
+        self._form: _forms.FormData | None = None
+
+    def _parsed(self) -> _forms.FormData:
+        if self._form is None:
+            self._form = _forms.parse(self._req)
+        return self._form
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parsed(), name)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._parsed()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parsed()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed())
+
+    def __len__(self) -> int:
+        return len(self._parsed())
+
+    def __bool__(self) -> bool:
+        return bool(self._parsed())
+
+    def __repr__(self) -> str:
+        return repr(self._parsed())
+
+
 def is_callable(obj: Any) -> bool:
     """Return True when publishing ``obj`` means calling it (mod_python's rule)."""
     # callable() looks at the type only; mod_python also calls an instance __call__.
     return callable(obj) or callable(getattr(obj, "__call__", None))  # noqa: B004
 
 
-def call(obj: Any, req: Any, form: Any) -> Any:
+def call(obj: Any, req: Any) -> Any:
     """Call ``obj`` with the form fields its parameters name; 400 when one is missing.
 
-    ``form`` is a :class:`~modpy_safe._forms.FormData`: a repeated field comes
-    as a list, an upload as its Field object. ``req`` goes to a parameter named
-    ``req`` and, as in mod_python, into ``**kwargs``.
+    Fields come from :func:`modpy_safe._forms.parse`: a repeated field as a
+    list, an upload as its Field object. ``req`` goes to a parameter named
+    ``req`` and, as in mod_python, into ``**kwargs``. ``req.form`` is set as
+    mod_python sets it; for a function that takes no fields it is parsed only
+    if the page looks at it.
     """
     func, plan = plan_for(obj)
     kwargs: dict[str, Any] = {}
-    if plan.var_kw and form:
-        kwargs.update(form.to_dict())
+    if plan.names or plan.var_kw:
+        form = req.form = _forms.parse(req)
+        if plan.var_kw:
+            kwargs.update(form.to_dict())
+        else:
+            for name in plan.names:
+                if name in form:
+                    kwargs[name] = form[name]
+        for name in plan.required:
+            if name not in kwargs:
+                raise HTTPError(400, f"the form field {name!r} is required")
     else:
-        for name in plan.names:
-            if name in form:
-                kwargs[name] = form[name]
+        req.form = LazyForm(req)
     if plan.req:
         kwargs["req"] = req
-    for name in plan.required:
-        if name not in kwargs:
-            raise HTTPError(400, f"the form field {name!r} is required")
     return func(**kwargs)
 
 
@@ -233,6 +313,7 @@ _HTML_END_BYTES = re.compile(rb"</html\s*>\s*$", re.I)
 _HTML_START = re.compile(r"\s*(<!doctype\s+html|<html)", re.I)
 _HTML_START_BYTES = re.compile(rb"\s*(<!doctype\s+html|<html)", re.I)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+_WHOLE = (str, bytes, bytearray, memoryview, Mapping)  # sent in one piece
 
 
 def _guess_type(req: Any, chunk: str | bytes, *, whole: bool) -> None:
@@ -246,8 +327,10 @@ def _guess_type(req: Any, chunk: str | bytes, *, whole: bool) -> None:
         return
     text = isinstance(chunk, str)
     if whole:
-        tail = chunk[-100:]
-        html = bool((_HTML_END if text else _HTML_END_BYTES).search(tail))  # type: ignore[arg-type]
+        tail = chunk[-100:].rstrip()
+        # Cheap rejection first: most text does not end with '>'.
+        html = tail.endswith(">" if text else b">") and bool(  # type: ignore[arg-type]
+            (_HTML_END if text else _HTML_END_BYTES).search(tail))  # type: ignore[arg-type]
     else:
         html = bool((_HTML_START if text else _HTML_START_BYTES).match(chunk))  # type: ignore[arg-type]
     ctype = "text/html" if html else "text/plain"
@@ -274,9 +357,12 @@ def write(req: Any, result: Any) -> None:
     if result is None:
         return
     head = req.method == "HEAD"
-    if isinstance(result, (str, *_BYTES_LIKE)) or isinstance(result, Mapping) or not isinstance(
-        result, Iterable
-    ):
+    if type(result) is str and not head:
+        # The common case, kept short: it runs on nearly every request.
+        _guess_type(req, result, whole=True)
+        req.write(result.encode("utf-8"), 0)  # no flush: Apache adds Content-Length
+        return
+    if isinstance(result, _WHOLE) or not isinstance(result, Iterable):
         piece = _as_piece(result)
         assert piece is not None
         _guess_type(req, piece, whole=True)

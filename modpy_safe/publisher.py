@@ -14,17 +14,18 @@ results) and ``_auth``; this module wires them to a request.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from . import _apache, _forms, _importer, _publish, _response
-from ._auth import AuthState
+from . import _apache, _importer, _publish, _response
 from ._context import RequestScope
 from ._errors import HTTPError
-from ._options import options_for
+from ._options import as_seconds, options_for
 
 __all__ = ["handler"]
 
 METHODS = ("GET", "POST", "HEAD")
+_interval = as_seconds()
 _ALLOW = {"Allow": ", ".join(METHODS)}
 
 # Per (AddHandler extensions, handler extension): the suffixes a URL may carry.
@@ -44,7 +45,6 @@ def _suffixes_of(req: Any) -> tuple[str, ...]:
 
 def handler(req: Any) -> int:
     """Serve one request (the entry point mod_python calls)."""
-    req.allow_methods(list(METHODS))
     _apache.install_logging()
     config = req.get_config()
     debug = config.get("PythonDebug", "0") == "1"
@@ -52,13 +52,16 @@ def handler(req: Any) -> int:
     with RequestScope(req, options, debug=debug) as scope:
         try:
             if req.method not in METHODS:
+                req.allow_methods(list(METHODS))
                 raise HTTPError(405, f"{req.method} is not allowed here", headers=_ALLOW)
             try:
                 filename, path_info = req.filename, req.path_info
             except UnicodeDecodeError:
                 # mod_python decodes these as UTF-8 on access: '/page.py/%ff' fails here.
                 raise HTTPError(400, "the URL is not valid UTF-8 once percent-decoded") from None
-            page = _publish.locate(filename, path_info, _suffixes_of(req))
+            page = _publish.locate_cached(
+                filename, path_info, _suffixes_of(req), now=time.monotonic(),
+                ttl=lambda: options.get("reload.interval", _interval, 1.0))
             # Pages written for mod_python read req.filename as the page's file.
             req.filename = page.path
             try:
@@ -67,14 +70,10 @@ def handler(req: Any) -> int:
                 )
             except FileNotFoundError:
                 # Removed since locate() saw it; errors inside the page arrive wrapped.
+                _publish.forget(page)
                 raise HTTPError(404, "no page here") from None
-            obj = _publish.resolve(req, module, page.parts, AuthState())
-            if _publish.is_callable(obj):
-                # As mod_python does, the form is parsed for every call and left on req.form.
-                req.form = _forms.parse(req)
-                result = _publish.call(obj, req, req.form)
-            else:
-                result = obj
+            obj = _publish.resolve(req, module, page.parts)
+            result = _publish.call(obj, req) if _publish.is_callable(obj) else obj
             _publish.write(req, result)
             return _response.OK
         except Exception as exc:  # every failure becomes an HTTP answer

@@ -55,6 +55,9 @@ test_dict = {1: 1, 2: 2, 3: 3}
 def dict_keys(req):
     return test_dict.keys()
 
+def reads_body(req):
+    return "body=" + req.read().decode()
+
 def form_names(req):
     return repr(list(req.form.keys()))
 
@@ -135,3 +138,10 @@ def test_malformed_paths_are_500(mp: Httpd) -> None:
     _fails_with(mp, "/page.py/index.", "IndexError: string index out of range")
     _fails_with(mp, "/page.py/index..x", "IndexError: string index out of range")
     _fails_with(mp, "/page.py/%ff", "UnicodeDecodeError")
+
+
+def test_a_body_that_is_not_a_form_is_501(mp: Httpd) -> None:
+    """FieldStorage runs before every call and refuses other types: a JSON POST is 501."""
+    resp = mp.request("POST", "/page.py/reads_body", body='{"k": 1}',
+                      headers={"Content-Type": "application/json"})
+    assert resp.status == 501

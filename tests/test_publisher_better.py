@@ -40,6 +40,12 @@ def upload(note, doc):
     return "note=%r name=%r type=%r size=%d head=%r" % (
         note, doc.filename, doc.type, len(doc.value), doc.file.read(5))
 
+def uses_form(req):
+    return "a=%s n=%d" % (req.form.getfirst("a"), len(req.form))
+
+def reads_body(req):
+    return "body=" + req.read().decode()
+
 class Form:
     def method(self, req, a, b="b-default"):
         return "method a=%r b=%r" % (a, b)
@@ -209,6 +215,11 @@ def test_form_fields_reach_parameters(site: tuple[Httpd, str]) -> None:
     ok(server.get("/forms.py/only_kw?z=1"), "keys=req,z req=mp_request")
     ok(server.get("/forms.py/form/method?a=1"), "method a='1' b='b-default'")
     ok(server.get("/forms.py/form?a=2&ignored=3"), "called a='2'")
+    # A function without field parameters still sees req.form, parsed when used...
+    ok(server.post("/forms.py/uses_form", {"a": "posted", "b": "2"}), "a=posted n=2")
+    # ...and a body that is not a form stays for the page (mod_python: 501).
+    ok(server.request("POST", "/forms.py/reads_body", body='{"k": 1}',
+                      headers={"Content-Type": "application/json"}), 'body={"k": 1}')
     missing = server.get("/forms.py/two?a=1")
     assert missing.status == 400 and "b&#x27; is required" in missing.text, missing.text[:300]
 
