@@ -64,7 +64,7 @@ def check_alive(conn: Any) -> bool | None:
     """Cheap local check: False when closed, None when doubtful (data waiting on an idle socket)."""
     if conn.closed:
         return False
-    if conn.info.transaction_status != _IDLE:
+    if conn.get_transaction_status() != _IDLE:
         return None
     # An idle connection has nothing to read; a readable socket means the server
     # closed it (restart, pg_terminate_backend) or sent a notice: ping to know.
@@ -78,7 +78,7 @@ def ping(conn: Any) -> bool:
     try:
         if conn.closed:
             return False
-        if conn.info.transaction_status != _IDLE:
+        if conn.get_transaction_status() != _IDLE:
             conn.rollback()
         autocommit = conn.autocommit
         conn.autocommit = True  # one round trip, no BEGIN/ROLLBACK around it
@@ -101,7 +101,7 @@ def reset_rollback(conn: Any) -> bool:
     """
     if conn.closed:
         raise psycopg2.InterfaceError("connection already closed")
-    status = conn.info.transaction_status
+    status = conn.get_transaction_status()
     dirty = status in _DIRTY
     if dirty:
         conn.rollback()
