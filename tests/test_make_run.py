@@ -92,11 +92,18 @@ def processes_using(state: Path) -> list[str]:
 
 
 def wait_until_gone(state: Path, tries: int = 200) -> None:
+    """Wait (bounded) until no process mentions ``state``; then check the stop was clean."""
     for _ in range(tries):
         if not processes_using(state):
-            return
+            break
         time.sleep(0.05)
-    raise AssertionError(f"still running after the stop: {processes_using(state)}")
+    else:
+        raise AssertionError(f"still running after the stop: {processes_using(state)}")
+    # httpd stops first and its children close their connections as they exit, so
+    # PostgreSQL never sees a client vanish or has to terminate one itself.
+    log = (state / "pg" / "postgres.log").read_text(errors="replace")
+    for sign in ("unexpected EOF on client connection", "terminating connection due to"):
+        assert sign not in log, f"PostgreSQL's log shows an unclean stop:\n{log[-3000:]}"
 
 
 def fetch(url: str, data: Any = None) -> tuple[int, str, bytes]:
