@@ -4,8 +4,9 @@
 and never connects there. At first use it settles its settings (arguments in
 code first, then ``PythonOption modpy_safe.db.<name>.<setting>``, then
 defaults), picks the mode (auto: prefork → persistent, worker/event → pooled)
-and builds a :class:`~modpy_safe._pool.Pool` with the psycopg2 hooks at the end
-of this module. See docs/connections.md.
+and builds a :class:`~modpy_safe._pool.Pool` with the psycopg2 hooks defined
+first in this module (check, ping, reset, close, abandon after a fork). See
+docs/connections.md.
 """
 from __future__ import annotations
 
