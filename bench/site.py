@@ -118,18 +118,49 @@ def render(endpoint: Endpoint, *, dsn: str, threads: int, version: int = 0) -> s
             .replace("__BENCH_VERSION__", str(version)))
 
 
-def build_httpd(root: Path, setup: MpmSetup, postgres: PostgresServer | None) -> Httpd:
-    """Create (not start) the httpd for ``setup`` with every endpoint in place."""
+PROFILER = "bench_profiler"
+
+
+def _profiled(section: str, docroot: Path, directory: Path) -> str:
+    """Turn a section into its profiling twin: bench_profiler wraps the same handler.
+
+    The twin's PythonPath puts the document root (where bench_profiler lives)
+    and its own directory on sys.path; the checkout is there once any normal
+    section has been requested, which profile_httpd.py does first.
+    """
+    lines = []
+    for line in section.splitlines():
+        if line.startswith("PythonHandler "):
+            lines.append(f"PythonHandler {PROFILER}")
+            lines.append(f'PythonOption bench.profile.target "{line.split()[1]}"')
+        elif not line.startswith("PythonPath "):
+            lines.append(line)
+    lines.append(f'PythonPath "sys.path + [{str(docroot)!r}, {str(directory)!r}]"')
+    return "\n".join(lines)
+
+
+def build_httpd(root: Path, setup: MpmSetup, postgres: PostgresServer | None, *,
+                profiled: tuple[str, ...] = ()) -> Httpd:
+    """Create (not start) the httpd for ``setup`` with every endpoint in place.
+
+    Each name in ``profiled`` also gets a twin, ``/prof_<name>/``, whose
+    handler runs under cProfile (see bench/handlers/bench_profiler.py).
+    """
     sections = []
     server = Httpd(root, mpm=setup.mpm, processes=setup.processes, threads=setup.threads,
                    loglevel="warn", purpose="benchmarks (bench/run.py)")
-    for ep in ENDPOINTS.values():
+    twins = [(ep, f"prof_{ep.name}") for ep in ENDPOINTS.values() if ep.name in profiled]
+    for ep, directory in [(ep, ep.name) for ep in ENDPOINTS.values()] + twins:
         dsn = postgres.dsn_for(app_name(ep.name, setup.mpm)) if postgres else "postgres-not-running"
-        server.write(f"{ep.name}/{ep.filename}", render(ep, dsn=dsn, threads=setup.threads))
+        server.write(f"{directory}/{ep.filename}", render(ep, dsn=dsn, threads=setup.threads))
         options = "".join(f'PythonOption {k} "{v}"\n' for k, v in (ep.options or {}).items())
-        section = ep.section.replace("{directory}", str(server.docroot / ep.name))
+        section = ep.section.replace("{directory}", str(server.docroot / directory))
+        if directory != ep.name:
+            section = _profiled(section, server.docroot, server.docroot / directory)
         body = "".join(f"    {line}\n" for line in (section + "\n" + options).splitlines() if line)
-        sections.append(f'<Directory "{server.docroot / ep.name}">\n{body}</Directory>\n')
+        sections.append(f'<Directory "{server.docroot / directory}">\n{body}</Directory>\n')
+    if twins:
+        server.write(f"{PROFILER}.py", (HANDLERS / f"{PROFILER}.py").read_text())
     server.settings["extra"] = "\n".join(sections)
     return server
 
