@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import site, wrk  # noqa: E402
-from modpy_safe.testing import PostgresServer, make_tempdir  # noqa: E402
+from bench import site, wrk
+from modpy_safe.testing import PostgresServer, make_tempdir
 
 DB_ENDPOINTS = {"db_auto", "db_pooled", "db_global", "db_tpool", "db_connect"}
 _SUMMARY = re.compile(r"(\d+) function calls(?: \((\d+) primitive calls\))? in ([\d.]+) seconds")
