@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shutil
 import sys
 import time
@@ -227,7 +228,12 @@ def http_row(row: HttpRow, server: Httpd, setup: site.MpmSetup, t: Timing,
     elif failures:
         verdict += f" ({failures})"
     cpu_ratio = c.median("b", lambda m: m.cpu_us) / max(c.median("a", lambda m: m.cpu_us), 1e-9)
-    return report.Row(str(row.num), row.title, setup.mpm, _fmt_wrk(c, "a"), _fmt_wrk(c, "b"),
+    a_text = _fmt_wrk(c, "a")
+    # The Database handlers say which mode 'auto' chose; the row should show it.
+    words = site.get(server, site.ENDPOINTS[row.a].path)[1].split()
+    if "mode" in words[:-1]:
+        a_text = f"mode {words[words.index('mode') + 1]}: {a_text}"
+    return report.Row(str(row.num), row.title, setup.mpm, a_text, _fmt_wrk(c, "b"),
                       f"{ratio:.2f} (CPU/req B÷A {cpu_ratio:.2f})", c.spread_text(), target,
                       verdict)
 
@@ -361,25 +367,38 @@ def memory_row(server: Httpd, postgres: PostgresServer | None, setup: site.MpmSe
 
 
 METHOD = """\
-* Load: `wrk --latency`, 1 thread, keep-alive connections, against httpd on 127.0.0.1.
-* Each comparison runs a warm-up of each side, then alternates A and B (the side
-  that goes first swaps every round); the table shows the median of each side,
-  the ratio of the medians and the spread: ± half the range of each side's
-  rounds relative to its median, and the range of the per-round ratios.
+* Load: `wrk --latency`, 1 thread, keep-alive connections, against httpd on 127.0.0.1,
+  a fixed number of seconds per run.
+* Each comparison starts with warm-up runs of both sides (and, before any row, every
+  endpoint is requested one at a time until each child has imported it), then
+  alternates A and B (the side that goes first swaps every round). The table shows
+  the median of each side, the ratio of the medians and the spread: ± half the
+  range of each side's rounds relative to its median, and the range of the
+  per-round ratios.
+* Rows 1–6 also show the CPU time httpd burnt per request (user + system of all
+  its processes, from /proc, divided by the requests wrk counted) and the ratio
+  of those, B÷A: the same comparison seen from the server, which other load on the
+  machine disturbs much less than throughput.
 * A and B of rows 1–6 and 8–9 are two directories of the *same* httpd (same build,
   MPM, children and interpreter); see `bench/site.py` and `bench/handlers/`.
 * Rows 4–6: both sides run the same statements (cursor, `SELECT 1`, fetch,
   commit) over TCP with scram-sha-256 password authentication; only how the
   connection is obtained differs. A uses `modpy_safe.dispatch`; B is a plain
-  `PythonHandler` module, as users write it today.
+  `PythonHandler` module, as users write it today (row 5's pool with
+  minconn = maxconn = ThreadsPerChild, see `bench/handlers/db_threaded_pool.py`).
 * Row 7 runs in the benchmark process (no httpd): modpy_safe's `Pool` with a
-  stand-in driver against the common pools on real idle connections.
+  stand-in driver against the common pools on real idle connections (7a–c);
+  7d–e show what `Database` adds on a real connection (its psycopg2 hooks; the
+  whole `with db.connection():` block).
 * Row 8: rounds with the handler file atomically rewritten every 0.5 s (A) alternate
-  with rounds without (B); connections of that handler are counted in
+  with rounds without (B), `PythonOption modpy_safe.reload.interval 0` so every
+  rewrite is picked up; the handler's connections are counted in
   `pg_stat_activity` every second; failed = non-2xx answers + socket errors.
-* Row 9: VmRSS from /proc/<pid>/status of each httpd child.
-* Other engineers' test suites may share the machine: absolute numbers are noisy,
-  the side-by-side ratios are what count."""
+* Row 9: VmRSS from /proc/<pid>/status of each httpd child (same reload option).
+* Other engineers' test suites may share the machine (see the load average above):
+  absolute numbers are noisy, the side-by-side ratios are what count.
+* Where the time goes: `bench/profile_httpd.py <endpoint>...` (cProfile inside
+  httpd, calls and µs per request) and `bench/dispatch_micro.py --breakdown`."""
 
 
 def _start_postgres(root: Path) -> tuple[PostgresServer | None, str | None]:
@@ -462,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     mpms = args.mpm or ["prefork", "event"]
 
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     deadline = started + t.budget
     root = make_tempdir("modpy_safe-bench-")
     postgres: PostgresServer | None = None
@@ -476,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         for mpm in mpms:
             results += run_mpm(mpm, root, postgres, db_ok, t, rows, deadline)
         env = report.environment(postgres.bindir if postgres else None)
+        env["load average (1 min)"] = (f"{load_start:.1f} at the start, "
+                                       f"{os.getloadavg()[0]:.1f} at the end, on "
+                                       f"{os.cpu_count()} CPUs")
     finally:
         if postgres is not None:
             postgres.stop("immediate")

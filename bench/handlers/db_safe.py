@@ -24,5 +24,5 @@ def handler(req):
         cur.close()
         conn.commit()
     req.content_type = "text/plain"
-    req.write(f"version {VERSION} pid {os.getpid()}\n")
+    req.write(f"version {VERSION} pid {os.getpid()} mode {db.mode}\n")
     return apache.OK
