@@ -28,7 +28,7 @@ from ._errors import HTTPError
 
 __all__ = [
     "Page", "locate", "locate_cached", "forget", "resolve", "traversable", "publishable", "call",
-    "write", "LazyForm",
+    "write", "LazyForm", "publish",
 ]
 
 
@@ -269,6 +269,27 @@ class LazyForm:
 
     def __repr__(self) -> str:
         return repr(self._parsed())
+
+
+#: How many times a callable result may itself return a callable.
+MAX_CALL_DEPTH = 16
+
+
+def publish(obj: Any, req: Any) -> Any:
+    """Return the result of publishing ``obj``: calling it while it is callable.
+
+    As in mod_python, a callable result is called in turn, with the same
+    fields bound to its own parameters; a class, module or built-in among the
+    results is refused as it would be on the URL.
+    """
+    for _ in range(MAX_CALL_DEPTH):
+        if not is_callable(obj):
+            return obj
+        obj = call(obj, req)
+        if not publishable(obj):
+            raise HTTPError(403, f"{type(obj).__name__!r} objects are never published")
+    raise RuntimeError(f"publishing returned callables {MAX_CALL_DEPTH} times in a row; "
+                       "return a result (str, bytes, an iterable) instead of a callable")
 
 
 def is_callable(obj: Any) -> bool:

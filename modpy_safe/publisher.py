@@ -73,7 +73,7 @@ def handler(req: Any) -> int:
                 _publish.forget(page)
                 raise HTTPError(404, "no page here") from None
             obj = _publish.resolve(req, module, page.parts)
-            result = _publish.call(obj, req) if _publish.is_callable(obj) else obj
+            result = _publish.publish(obj, req)
             _publish.write(req, result)
             return _response.OK
         except Exception as exc:  # every failure becomes an HTTP answer

@@ -74,6 +74,9 @@ def forbidden(req):
 def moved(req):
     util.redirect(req, "/elsewhere")
 
+def returns_callable(req):
+    return test_publisher
+
 def fails(req):
     raise RuntimeError("page bug")
 
@@ -260,6 +263,7 @@ def test_arguments_without_form_fields(site: Httpd, pub: str) -> None:
     ok(site.get(f"/{pub}/tests.py/form_is_set"), "form=True keys=0")
     ok(site.get(f"/{pub}/tests.py/greeting"), "hello, published string")
     ok(site.get(f"/{pub}/tests.py/answer"), "42")
+    ok(site.get(f"/{pub}/tests.py/returns_callable"), "publisher ok")  # called in turn
 
 
 def test_instances_methods_and_hierarchy(site: Httpd, pub: str) -> None:

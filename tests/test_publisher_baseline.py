@@ -145,3 +145,11 @@ def test_a_body_that_is_not_a_form_is_501(mp: Httpd) -> None:
     resp = mp.request("POST", "/page.py/reads_body", body='{"k": 1}',
                       headers={"Content-Type": "application/json"})
     assert resp.status == 501
+
+
+def test_a_broken_edit_answers_500_before_the_old_version_returns(mp: Httpd) -> None:
+    """The request that first meets a page whose new version raises gets a 500."""
+    mp.write("edited.py", "def index(req):\n    return 'v1'\n")
+    assert mp.get("/edited.py").text == "v1"
+    mp.write("edited.py", "def index(req):\n    return 'v2'\nthis is not python\n")
+    _fails_with(mp, "/edited.py", "NameError: name 'this' is not defined")
