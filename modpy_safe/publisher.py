@@ -62,8 +62,9 @@ def handler(req: Any) -> int:
             page = _publish.locate_cached(
                 filename, path_info, _suffixes_of(req), now=time.monotonic(),
                 ttl=lambda: options.get("reload.interval", _interval, 1.0))
-            # Pages written for mod_python read req.filename as the page's file.
-            req.filename = page.path
+            if page.path != filename:
+                # Pages written for mod_python read req.filename as the page's file.
+                req.filename = page.path
             try:
                 module = _importer.acquire(
                     page.path, scope, autoreload=config.get("PythonAutoReload", "1") == "1"
