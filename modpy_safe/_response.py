@@ -6,7 +6,7 @@ Return values (function handlers and Handler methods alike):
 ``None``                  OK: the handler wrote the response itself
 ``int``                   a status for mod_python, as with plain PythonHandler
 ``str``                   UTF-8 body; ``text/html`` when it looks like HTML
-                          (starts with ``<`` and ends with ``>``), else
+                          (starts with a tag, or ends with ``</html>``), else
                           ``text/plain`` -- unless the handler set a type
 ``bytes``                 the body as is (``application/octet-stream`` unless set)
 ``dict`` / ``list``       JSON, ``application/json`` unless set
@@ -78,8 +78,18 @@ def call(req: Any, target: Any) -> int:
 
 
 def looks_like_html(text: str) -> bool:
-    """Return True when ``text`` starts with ``<`` and ends with ``>`` (spaces aside)."""
-    return text[:64].lstrip()[:1] == "<" and text[-64:].rstrip()[-1:] == ">"
+    """Return True when ``text`` starts with a tag or ends with ``</html>``.
+
+    A tag is ``<`` followed by a letter, ``!`` or ``/`` (leading spaces aside),
+    so ``"<p>hi</p>"`` and ``"<!DOCTYPE html>..."`` are HTML and ``"<3"`` is not;
+    the ``</html`` test is mod_python.publisher's own.
+    """
+    head = text[:64].lstrip()
+    if head[:1] == "<":
+        second = head[1:2]
+        if second.isalpha() or second == "!" or second == "/":
+            return True
+    return "</html" in text[-100:].lower()
 
 
 def render(req: Any, result: Any) -> int:

@@ -118,8 +118,11 @@ def test_generator_is_closed_when_writing_fails() -> None:
 
 
 def test_looks_like_html() -> None:
-    assert looks_like_html("<!DOCTYPE html><html></html>\n")
-    assert not looks_like_html("a < b > c") and not looks_like_html("")
+    for html in ("<!DOCTYPE html><html></html>\n", "<b>bold</b> then text", "  </p>",
+                 "Title\n<body>x</body></HTML>\n"):
+        assert looks_like_html(html), html
+    for text in ("a < b > c", "", "<3 you", "< p>", "plain"):
+        assert not looks_like_html(text), text
 
 
 def test_httperror_and_redirect_pages() -> None:
