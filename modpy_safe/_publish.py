@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, NamedTuple
 
-from . import _auth, _forms
+from . import _auth, _forms, _resources
 from ._errors import HTTPError
 
 __all__ = [
@@ -134,12 +134,19 @@ _UNPUBLISHABLE = (
 
 def traversable(obj: Any) -> bool:
     """Return True when the attributes of ``obj`` may be reached from a URL."""
-    return type(obj) not in _BUILTIN_TYPES and not isinstance(obj, _UNPUBLISHABLE)
+    return (type(obj) not in _BUILTIN_TYPES and not isinstance(obj, _UNPUBLISHABLE)
+            and not _resources.is_resource(obj))
 
 
 def publishable(obj: Any) -> bool:
-    """Return True when ``obj`` may be the object a URL publishes."""
-    return not isinstance(obj, _UNPUBLISHABLE)
+    """Return True when ``obj`` may be the object a URL publishes.
+
+    Never what holds a connection (a ``modpy_safe.Database``, a DB-API
+    connection, a pool, a registered object): a page's module-level ``db``
+    would otherwise answer ``GET /page.py/db/close`` by closing it, and
+    ``/page.py/db/describe`` with where the database is.
+    """
+    return not isinstance(obj, _UNPUBLISHABLE) and not _resources.is_resource(obj)
 
 
 def resolve(req: Any, module: Any, parts: tuple[str, ...]) -> Any:
