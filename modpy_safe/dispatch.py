@@ -53,7 +53,23 @@ def handler(req: Any) -> int:
                 raise HTTPError(404, "There is no page at this address.") from None
             return _response.call(req, _routing.find(module, target))
         except Exception as exc:  # every failure becomes an HTTP answer
+            if isinstance(exc, UnicodeDecodeError) and _undecodable_url(req):
+                exc = HTTPError(400, "The URL is not valid UTF-8 once percent-decoded.")
             return _response.handle_error(req, exc, debug=debug)
+
+
+def _undecodable_url(req: Any) -> bool:
+    """Return True when mod_python cannot decode the request's path as UTF-8.
+
+    mod_python decodes ``req.filename`` and ``req.path_info`` on each access and
+    raises UnicodeDecodeError for ``/app.py/%ff``: the client sent a bad URL
+    (400), the handler did nothing wrong (500). Checked on the error path only.
+    """
+    try:
+        req.filename, req.path_info  # noqa: B018 - the access is the check
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def _options_for(items: tuple[tuple[str, str], ...], table: Any) -> Options:
