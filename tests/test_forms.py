@@ -25,7 +25,9 @@ class Headers(dict):  # type: ignore[type-arg]
 class StandInRequest:
     """The part of mod_python's request that _forms uses: args, headers_in, read()."""
 
-    def __init__(self, args: str | None = None, body: bytes = b"", ctype: str | None = None) -> None:
+    def __init__(
+        self, args: str | None = None, body: bytes = b"", ctype: str | None = None
+    ) -> None:
         self.args = args
         self.headers_in = Headers()
         if ctype:
@@ -43,7 +45,10 @@ class StandInRequest:
 NOTE = "Grüße, 日本語 & ✓"
 
 
-def multipart(parts: list[tuple[str, str | tuple[str, bytes, str]]], boundary: str = "XyZ") -> bytes:
+Part = tuple[str, "str | tuple[str, bytes, str]"]
+
+
+def multipart(parts: list[Part], boundary: str = "XyZ") -> bytes:
     out = b""
     for name, value in parts:
         out += f"--{boundary}\r\n".encode()
@@ -74,7 +79,8 @@ def test_query_string_non_ascii_and_repeats() -> None:
 
 def test_urlencoded_body_merges_after_query_as_str() -> None:
     body = urlencode({"note": NOTE, "tag": "c"}).encode()
-    req = StandInRequest(args="tag=a", body=body, ctype="application/x-www-form-urlencoded; charset=UTF-8")
+    req = StandInRequest(args="tag=a", body=body,
+                         ctype="application/x-www-form-urlencoded; charset=UTF-8")
     form = parse(req)
     assert form["note"] == NOTE and isinstance(form["note"], str)
     assert form["tag"] == ["a", "c"]
@@ -113,15 +119,19 @@ def test_other_bodies_are_left_unread() -> None:
     assert req.reads == 0
 
 
+MULTI = "multipart/form-data; boundary=XyZ"
+PART_A = b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\n'
+
+
 @pytest.mark.parametrize(
     "args, body, ctype",
     [
         ("note=%FF", b"", None),
         (None, b"note=%C3%28", "application/x-www-form-urlencoded"),
         (None, b"note=\xff", "application/x-www-form-urlencoded"),
-        (None, b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end", "multipart/form-data; boundary=XyZ"),
-        (None, b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\xff\r\n--XyZ--", "multipart/form-data; boundary=XyZ"),
-        (None, b"--XyZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XyZ--", "multipart/form-data; boundary=XyZ"),
+        (None, PART_A + b"no end", MULTI),
+        (None, PART_A + b"\xff\r\n--XyZ--", MULTI),
+        (None, b"--XyZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XyZ--", MULTI),
         (None, b"whatever", "multipart/form-data"),
         (None, b"no boundary here", "multipart/form-data; boundary=XyZ"),
     ],
