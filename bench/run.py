@@ -14,7 +14,9 @@ import argparse
 import importlib
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -462,6 +464,10 @@ def run_mpm(mpm: str, root: Path, postgres: PostgresServer | None, db_ok: str | 
     return out
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (< 2 minutes)")
@@ -474,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the Markdown report (default: docs/BENCHMARKS.md)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' directory")
     args = parser.parse_args(argv)
+    # SIGTERM (timeout, a closed terminal) must still reach the finally blocks
+    # that stop httpd and PostgreSQL, or their processes outlive the run.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     t = QUICK if args.quick else FULL
     if args.seconds:
         t = Timing(**{**t.__dict__, "seconds": args.seconds})
