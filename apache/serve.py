@@ -15,6 +15,7 @@ import argparse
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,10 +159,19 @@ def _stop_running(state: Path) -> int:
 
 
 def _remembered_port(base: Path) -> int | None:
+    """Return the cluster's port of the last run, or None (a new free one) when it is taken."""
     try:
-        return int((base / "port").read_text())
+        port = int((base / "port").read_text())
     except (OSError, ValueError):
         return None
+    with socket.socket() as sock:
+        # As PostgreSQL binds: connections of the last run in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return None  # something else took it meanwhile; the cluster moves
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:
