@@ -293,7 +293,7 @@ def publish(obj: Any, req: Any) -> Any:
         if not is_callable(obj):
             return obj
         obj = call(obj, req)
-        if not publishable(obj):
+        if type(obj) is not str and not publishable(obj):
             raise HTTPError(403, f"{type(obj).__name__!r} objects are never published")
     raise RuntimeError(f"publishing returned callables {MAX_CALL_DEPTH} times in a row; "
                        "return a result (str, bytes, an iterable) instead of a callable")

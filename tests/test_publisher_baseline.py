@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from modpy_safe.testing import MPMS, Httpd, make_tempdir
+from modpy_safe.testing import MPMS, Httpd, PostgresServer, make_tempdir
 
 pytestmark = pytest.mark.httpd
 
@@ -153,3 +153,23 @@ def test_a_broken_edit_answers_500_before_the_old_version_returns(mp: Httpd) -> 
     assert mp.get("/edited.py").text == "v1"
     mp.write("edited.py", "def index(req):\n    return 'v2'\nthis is not python\n")
     _fails_with(mp, "/edited.py", "NameError: name 'this' is not defined")
+
+
+LEAKY_PAGE = """
+import psycopg2
+
+conn = psycopg2.connect({dsn!r})
+
+def index(req):
+    return "index"
+"""
+
+
+def test_a_module_level_connection_gives_its_password_away(
+    mp: Httpd, postgres: PostgresServer
+) -> None:
+    """A DB-API connection is published like any object: its password is a URL away."""
+    mp.write("conn_page.py", LEAKY_PAGE.format(dsn=postgres.dsn_for("pubbase_leak")))
+    resp = mp.get("/conn_page.py/conn/info/password")
+    assert (resp.status, resp.text) == (200, postgres.password)
+    assert "host=127.0.0.1" in mp.get("/conn_page.py/conn/dsn").text

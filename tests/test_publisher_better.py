@@ -144,9 +144,11 @@ attribute_protected.__auth__ = {{"spam": "eggs"}}
 '''
 
 DB_PY = '''
+import psycopg2
 import modpy_safe
 
 db = modpy_safe.Database({dsn!r})
+conn = psycopg2.connect({dsn!r})
 down = modpy_safe.Database("host=127.0.0.1 port=1 dbname=none user=none connect_timeout=2")
 
 def answer(req):
@@ -330,6 +332,12 @@ def test_pages_can_use_database(site: tuple[Httpd, str]) -> None:
     server, _ = site
     ok(server.get("/db.py/answer"), "db says 42")
     assert server.get("/db.py/unreachable").status == 503
+    # What holds a connection is never published nor traversed (mod_python gave
+    # away conn.info.password): the Database, its methods, a naive connection.
+    for path in ("/db.py/db", "/db.py/db/describe", "/db.py/db/close", "/db.py/conn",
+                 "/db.py/conn/info/password", "/db.py/conn/dsn"):
+        assert server.get(path).status == 403, path
+    ok(server.get("/db.py/answer"), "db says 42")  # and nothing was closed
 
 
 # ------------------------------------------------------------------- reload
