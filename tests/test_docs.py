@@ -269,6 +269,54 @@ def test_the_convention_itself_is_parsed() -> None:
     assert len(parsed.problems) == 3, parsed.problems  # untitled python, bare fence, stray expect
 
 
+_MODULES = ("authz_core", "authz_host", "alias", "mime", "dir", "python", "auth_basic",
+            "authn_core", "authn_file", "rewrite", "headers", "env", "setenvif")
+
+
+def apache_syntax_errors(text: str, mpm: str = "event") -> str | None:
+    """Run ``apache2 -t`` on ``text`` inside a minimal server config; return the error or None.
+
+    The config loads mod_python and the common modules (and the MPM, unless the text
+    loads one itself), so a snippet is checked as a user would paste it.
+    """
+    import subprocess
+
+    from modpy_safe.testing import APACHE2, free_port
+
+    root = make_tempdir("modpy_safe-apache-t-")
+    try:
+        loads = "" if re.search(r"^\s*LoadModule\s+mpm_", text, re.M) else (
+            f"LoadModule mpm_{mpm}_module /usr/lib/apache2/modules/mod_mpm_{mpm}.so\n")
+        loads += "".join(f"LoadModule {name}_module /usr/lib/apache2/modules/mod_{name}.so\n"
+                         for name in _MODULES)
+        (root / "snippet.conf").write_text(text, encoding="utf-8")
+        conf = root / "httpd.conf"
+        conf.write_text(
+            f'ServerRoot "{root}"\nPidFile "{root}/httpd.pid"\nMutex file:{root} default\n'
+            f"{loads}Listen 127.0.0.1:{free_port()}\nServerName 127.0.0.1\n"
+            f'ErrorLog "{root}/error.log"\nTypesConfig /etc/mime.types\n'
+            f'Include "{root}/snippet.conf"\n')
+        result = subprocess.run([APACHE2, "-t", "-f", str(conf)], capture_output=True, text=True)
+        if result.returncode == 0:
+            return None
+        return (result.stdout + result.stderr).replace(str(root / "snippet.conf"), "the block")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("doc", list(PARSED), ids=_rel)
+def test_apache_blocks_are_valid_httpd_config(doc: Path) -> None:
+    """An ``apache`` block is configuration to copy: httpd must accept it as written."""
+    errors = []
+    for block in PARSED[doc].blocks:
+        if block.lang in ("apache", "apacheconf") and "fragment" not in block.info.split():
+            error = apache_syntax_errors(block.text)
+            if error:
+                errors.append(f"{block.where}: {error.strip()}")
+    assert not errors, ("apache2 -t rejects (httpd has no end-of-line comments; mark a "
+                        "partial block ```apache fragment):\n" + "\n".join(errors))
+
+
 # ---------------------------------------------------------------- the samples
 
 
@@ -374,31 +422,14 @@ def _example_tree() -> Path:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_config_is_valid_httpd_config(example: Path) -> None:
-    """``apache2 -t`` accepts the snippet inside a minimal server config."""
-    import subprocess
-
-    from modpy_safe.testing import APACHE2, free_port
-
+    """``apache2 -t`` accepts the file inside a minimal server config (its MPM's, if any)."""
     mpm = example.stem.split("-", 1)[1] if example.stem.startswith("mpm-") else "event"
     root = _example_tree()
     try:
-        modules = "".join(
-            f"LoadModule {name}_module /usr/lib/apache2/modules/mod_{file}.so\n"
-            for name, file in [(f"mpm_{mpm}", f"mpm_{mpm}"), ("authz_core", "authz_core"),
-                               ("alias", "alias"), ("mime", "mime"), ("dir", "dir"),
-                               ("python", "python")])
-        conf = root / "httpd.conf"
-        conf.write_text(
-            f'ServerRoot "{root}"\nPidFile "{root}/httpd.pid"\nMutex file:{root} default\n'
-            f"{modules}Listen 127.0.0.1:{free_port()}\nServerName 127.0.0.1\n"
-            f'ErrorLog "{root}/error.log"\nTypesConfig /etc/mime.types\n'
-            f'Include "{root}/example.conf"\n')
-        (root / "example.conf").write_text(_example_text(example, root))
-        result = subprocess.run([APACHE2, "-t", "-f", str(conf)], capture_output=True, text=True)
-        assert result.returncode == 0 and "Syntax OK" in result.stderr, (
-            f"{example.name} under {mpm}:\n{result.stdout}{result.stderr}")
+        error = apache_syntax_errors(_example_text(example, root), mpm)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    assert error is None, f"{example.name} under {mpm}:\n{error}"
 
 
 def test_notes_site_example_matches_what_make_run_serves() -> None:
