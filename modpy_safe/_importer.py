@@ -52,6 +52,7 @@ __all__ = ["acquire", "import_module", "records", "ImportFailed", "FileRecord", 
 
 log = logging.getLogger("modpy_safe.importer")
 
+_AS_INTERVAL = as_seconds()  # one cast object: Options caches by name, the cast is reused
 _OWNER_KEY = "__modpy_safe_owner__"  # kept in each instance's private builtins
 
 
@@ -162,7 +163,7 @@ def _closed(owner: _resources.Owner, count: int) -> None:
 
 def acquire(path: str, scope: RequestScope, *, autoreload: bool = True) -> types.ModuleType:
     """Return the current instance of ``path`` and lease it until ``scope`` ends."""
-    interval = scope.options.get("reload.interval", as_seconds(), 1.0)
+    interval = scope.options.get("reload.interval", _AS_INTERVAL, 1.0)
     while True:
         inst = _current(path, scope.options, interval, autoreload=autoreload,
                         debug=scope.debug, req=scope.req)
@@ -581,7 +582,7 @@ def _import_child(owner: _Instance | None, path: str) -> types.ModuleType:
     else:
         # At request time (an import inside a function): the interval applies,
         # and the request leases the instance it gets.
-        interval = scope.options.get("reload.interval", as_seconds(), 1.0)
+        interval = scope.options.get("reload.interval", _AS_INTERVAL, 1.0)
         extra = owner.dirs[1:] if owner is not None else _extra_dirs(scope.options)
         while True:
             child = _fresh(entry, extra, interval, debug=scope.debug, req=scope.req)

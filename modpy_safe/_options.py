@@ -159,23 +159,29 @@ def check(label: str, raw: str, cast: Cast[T], *, shown: str | None = None) -> T
         raise ConfigError(f"{label} has value {value!r}: {exc}.") from None
 
 
-# Options are parsed once per distinct configuration, not per request: httpd hands
-# out a fresh table each time, so the cache is keyed by its contents.
-_cache: dict[tuple[tuple[str, str], ...], Options] = {}
+# Options are parsed once per distinct configuration, not per request. httpd hands
+# out a fresh table each time, so the cache is keyed by its contents: first by the
+# items in httpd's own order (cheap, and stable for one section), then by the
+# sorted modpy_safe items, so equal configurations share one Options.
+_by_items: dict[tuple[tuple[str, str], ...], Options] = {}
+_by_content: dict[tuple[tuple[str, str], ...], Options] = {}
 _cache_lock = threading.Lock()
 _CACHE_LIMIT = 256
 
 
 def options_for(table: Mapping[str, str]) -> Options:
     """Return the cached :class:`Options` for an option table (``req.get_options()``)."""
-    key = tuple(sorted((k, v) for k, v in table.items() if k.startswith(PREFIX)))
-    found = _cache.get(key)
+    items = tuple(table.items())
+    found = _by_items.get(items)
     if found is not None:
         return found
+    key = tuple(sorted((k, v) for k, v in items if k.startswith(PREFIX)))
     with _cache_lock:
-        found = _cache.get(key)
+        if len(_by_items) >= _CACHE_LIMIT:
+            _by_items.clear()
+            _by_content.clear()
+        found = _by_content.get(key)
         if found is None:
-            if len(_cache) >= _CACHE_LIMIT:
-                _cache.clear()
-            found = _cache[key] = Options(dict(key))
+            found = _by_content[key] = Options(dict(key))
+        _by_items[items] = found
         return found

@@ -17,25 +17,15 @@ from typing import Any
 from . import _apache, _importer, _response, _routing
 from ._context import RequestScope
 from ._errors import HTTPError
-from ._options import Options, options_for
+from ._options import options_for
 
 __all__ = ["handler"]
-
-# The option table's items, in httpd's order, → its Options. options_for() filters
-# and sorts the items to build its key; the unsorted tuple is a quarter of the
-# cost and httpd hands a section's table over in the same order every time.
-_options_by_items: dict[tuple[tuple[str, str], ...], Options] = {}
-_OPTIONS_LIMIT = 256
 
 
 def handler(req: Any) -> int:
     """Serve one request (the entry point mod_python calls)."""
     _apache.install_logging()
-    table = req.get_options()
-    items = tuple(table.items())
-    options = _options_by_items.get(items)
-    if options is None:
-        options = _options_for(items, table)
+    options = options_for(req.get_options())
     # One config table for both flags (what _apache.debug_enabled and
     # autoreload_enabled read): httpd builds a new table object per call.
     config = req.get_config()
@@ -71,10 +61,3 @@ def _undecodable_url(req: Any) -> bool:
         return True
     return False
 
-
-def _options_for(items: tuple[tuple[str, str], ...], table: Any) -> Options:
-    options = options_for(table)
-    if len(_options_by_items) >= _OPTIONS_LIMIT:
-        _options_by_items.clear()
-    _options_by_items[items] = options
-    return options
