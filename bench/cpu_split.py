@@ -25,13 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import site, wrk
-from modpy_safe.testing import PostgresServer, make_tempdir
+from modpy_safe.testing import Httpd, PostgresServer, make_tempdir
 
 FREQUENCY = 1999  # samples per second per CPU; odd, so it does not beat with timers
 _DSO_LINE = re.compile(r"^\s*[\d.]+%\s+(\d+)\s+(\S+)\s*$")
 
 
-def split(server: site.Httpd, endpoint: str, setup: site.MpmSetup, seconds: int,
+def split(server: Httpd, endpoint: str, setup: site.MpmSetup, seconds: int,
           workdir: Path) -> tuple[int, dict[str, float]]:
     """Return (requests, {library: µs per request}) for one endpoint."""
     url = server.url(site.ENDPOINTS[endpoint].path)

@@ -23,14 +23,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import site, wrk
-from modpy_safe.testing import PostgresServer, make_tempdir
+from modpy_safe.testing import Httpd, PostgresServer, make_tempdir
 
 DB_ENDPOINTS = {"db_auto", "db_pooled", "db_global", "db_tpool", "db_connect"}
 _SUMMARY = re.compile(r"(\d+) function calls(?: \((\d+) primitive calls\))? in ([\d.]+) seconds")
 _ROW = re.compile(r"^\s*([\d/]+)\s+([\d.]+)\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s+(.+)$")
 
 
-def profile(server: site.Httpd, name: str, seconds: int, top: int) -> str:
+def profile(server: Httpd, name: str, seconds: int, top: int) -> str:
     """Load one endpoint's twin and return the per-request report."""
     ep = site.ENDPOINTS[name]
     path = f"/prof_{name}/{ep.filename}"
