@@ -516,14 +516,17 @@ class Httpd:
                              f"{self.log_tail()}")
         for _ in range(tries):
             if self.pidfile.exists():
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 try:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                     conn.request("OPTIONS", "*")
                     conn.getresponse().read()
-                    conn.close()
                     return self
                 except OSError:
                     pass
+                finally:
+                    # A child reset the probe while starting: an unclosed socket would
+                    # surface later as a ResourceWarning, an error under -W error.
+                    conn.close()
             time.sleep(0.05)
         raise SetupError(f"httpd on port {self.port} did not answer after {tries} tries:\n"
                          f"{self.log_tail()}")
