@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -208,6 +209,20 @@ def database_restored(postgres: PostgresServer) -> Iterator[PostgresServer]:
         yield postgres
     finally:
         postgres.start()
+
+
+@pytest.fixture
+def fault_rows(postgres: PostgresServer) -> str:
+    """The table the integrity tests write to, and a token unique to this test."""
+    import psycopg2
+
+    conn = psycopg2.connect(postgres.dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS fault_rows (token text NOT NULL)")
+    finally:
+        conn.close()
+    return secrets.token_hex(6)
 
 
 def report(record_property: Any, **figures: Any) -> None:

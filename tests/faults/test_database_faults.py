@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import html
 import json
-import secrets
 import threading
 from typing import Any
 
-import psycopg2
 import pytest
 
-from modpy_safe.testing import Httpd, PostgresServer
+from modpy_safe.testing import PostgresServer
 
 from .conftest import (
-    DISPATCH,
-    STATUS,
     Clients,
     active_queries,
     assert_no_secret,
@@ -36,115 +32,9 @@ from .conftest import (
     report,
     settle,
 )
+from .db_app import ask, committed_rows, serve
 
 pytestmark = pytest.mark.httpd
-
-APP = """\
-import os
-from urllib.parse import parse_qs
-
-import modpy_safe
-
-db = modpy_safe.Database(name="f")
-
-
-def handler(req):
-    args = {k: v[0] for k, v in parse_qs(req.args or "").items()}
-    do = args.get("do", "pid")
-    if do == "ping":  # no database: proves the module loaded
-        return "pong %d" % os.getpid()
-    if do == "stats":
-        return dict(db.stats(), mode=db.mode, pid=os.getpid())
-    if do == "insert":  # db.transaction() commits once the block ends
-        with db.transaction() as cur:
-            cur.execute("INSERT INTO fault_rows (token) VALUES (%s)", (args["token"],))
-            cur.execute("SELECT txid_current()")
-            return {"txid": cur.fetchone()[0]}
-    if do == "insert_raise":  # raises in the middle of db.transaction()
-        with db.transaction() as cur:
-            cur.execute("INSERT INTO fault_rows (token) VALUES (%s)", (args["token"],))
-            cur.execute("SELECT pg_sleep(%s) /* fault_hold */", (float(args.get("hold", 0)),))
-            raise RuntimeError("the handler failed in the middle of its transaction")
-    if do == "insert_forget":  # raises with a plain connection, never commits
-        with db.connection() as conn:
-            with conn.cursor() as cur:
-                cur.execute("INSERT INTO fault_rows (token) VALUES (%s)", (args["token"],))
-            raise RuntimeError("the handler failed before it committed")
-    if do == "count":
-        with db.transaction() as cur:
-            cur.execute("SELECT count(*) FROM fault_rows WHERE token = %s", (args["token"],))
-            return {"rows": cur.fetchone()[0]}
-    if do == "slow":
-        with db.transaction() as cur:
-            cur.execute("SELECT pg_sleep(%s) /* fault_slow */", (float(args["for"]),))
-        return {"slept": True}
-    if do == "dirty":  # session state that outlives any transaction
-        with db.connection() as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("CREATE TEMP TABLE fault_tmp (x int)")
-                cur.execute("PREPARE fault_stmt AS SELECT 1")
-                cur.execute("SELECT pg_advisory_lock(4242)")
-                cur.execute("LISTEN fault_channel")
-                cur.execute("SET statement_timeout = 4321")
-                cur.execute("SELECT pg_backend_pid()")
-                return {"backend": cur.fetchone()[0]}
-    if do == "look":
-        with db.transaction() as cur:
-            cur.execute(
-                "SELECT pg_backend_pid(), to_regclass('pg_temp.fault_tmp') IS NOT NULL, "
-                "(SELECT count(*) FROM pg_prepared_statements WHERE name = 'fault_stmt'), "
-                "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                "   AND pid = pg_backend_pid()), "
-                "(SELECT count(*) FROM pg_listening_channels()), "
-                "current_setting('statement_timeout')")
-            backend, temp, prepared, locks, listening, timeout = cur.fetchone()
-            return {"backend": backend, "temp_table": temp, "prepared": prepared,
-                    "advisory_locks": locks, "listening": listening,
-                    "statement_timeout": timeout}
-    with db.transaction() as cur:
-        cur.execute("SELECT pg_backend_pid()")
-        return {"backend": cur.fetchone()[0], "pid": os.getpid()}
-"""
-
-
-def serve(httpd: Any, postgres: PostgresServer, mpm: str, app: str, *, processes: int = 1,
-          threads: int = 8, start: bool = True, **settings: Any) -> Httpd:
-    """An httpd serving APP at /x, the Database's DSN and settings given as PythonOptions."""
-    options = {"modpy_safe.handler": "app.py", "modpy_safe.db.f.dsn": postgres.dsn_for(app)}
-    options.update({f"modpy_safe.db.f.{k}": str(v) for k, v in settings.items()})
-    server: Httpd = httpd(mpm, directory=DISPATCH, options=options, files={"app.py": APP},
-                          processes=processes, threads=threads, extra=STATUS, start=start)
-    return server
-
-
-def ask(server: Httpd, query: str) -> Any:
-    answer = server.get(f"/x?{query}")
-    assert answer.status == 200, f"{answer.status}: {answer.text[:500]}\n{server.log_tail()}"
-    return answer.json()
-
-
-@pytest.fixture
-def fault_rows(postgres: PostgresServer) -> str:
-    """The table the integrity tests write to, and a token unique to this test."""
-    conn = psycopg2.connect(postgres.dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS fault_rows (token text NOT NULL)")
-    finally:
-        conn.close()
-    return secrets.token_hex(6)
-
-
-def committed_rows(postgres: PostgresServer, token: str) -> int:
-    conn = psycopg2.connect(postgres.dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM fault_rows WHERE token = %s", (token,))
-            return int(cur.fetchone()[0])
-    finally:
-        conn.close()
-
 
 # ---------------------------------------------------------------- case 1
 
@@ -156,7 +46,7 @@ def test_database_down_when_httpd_starts(httpd: Any, database_restored: Postgres
     postgres = database_restored
     app = f"fault_down_at_start_{mpm}"
     postgres.stop()
-    server = serve(httpd, postgres, mpm, app)
+    server = serve(httpd, postgres.dsn_for(app), mpm)
     children = set(server.child_pids())
 
     assert server.get("/x?do=ping").text.startswith("pong ")  # the module loaded
@@ -192,7 +82,7 @@ def test_database_restarted_under_eight_clients(
     """Requests fail only while the database is down; afterwards every one succeeds."""
     postgres = database_restored
     app = f"fault_restart_{mpm}"
-    server = serve(httpd, postgres, mpm, app, processes=processes, threads=8)
+    server = serve(httpd, postgres.dsn_for(app), mpm, processes=processes, threads=8)
     ask(server, "do=pid")
     per_process = 1 if mpm == "prefork" else 8
     bound = processes * per_process
@@ -253,7 +143,7 @@ def test_backend_killed_in_the_middle_of_a_request(httpd: Any, postgres: Postgre
     what a database restart does to the requests in flight.
     """
     app = f"fault_killed_{mode}"
-    server = serve(httpd, postgres, "event", app, mode=mode)
+    server = serve(httpd, postgres.dsn_for(app), "event", mode=mode)
     ask(server, "do=pid")
     answers: list[Any] = []
     runner = threading.Thread(target=lambda: answers.append(server.get("/x?do=slow&for=5")))
@@ -291,7 +181,7 @@ def test_many_extras_time_out_and_every_thread_comes_back(
     """
     app = "fault_exhaust_event"
     pool_max = 3
-    server = serve(httpd, postgres, "event", app, threads=10, pool_max=pool_max, timeout=1)
+    server = serve(httpd, postgres.dsn_for(app), "event", threads=10, pool_max=pool_max, timeout=1)
     ask(server, "do=pid")
     results: list[tuple[int, str]] = []
 
@@ -338,7 +228,7 @@ def test_data_integrity(httpd: Any, postgres: PostgresServer, mpm: str, fault_ro
     """Nothing uncommitted is ever seen or kept; transaction() commits exactly once."""
     app = f"fault_integrity_{mpm}"
     # prefork: two processes, so the reader is another process and another connection.
-    server = serve(httpd, postgres, mpm, app, processes=2 if mpm == "prefork" else 1)
+    server = serve(httpd, postgres.dsn_for(app), mpm, processes=2 if mpm == "prefork" else 1)
     token = fault_rows
 
     # A handler raises while its transaction holds an uncommitted row.
@@ -393,7 +283,7 @@ def test_session_state_with_each_reset(httpd: Any, postgres: PostgresServer, res
     says, so all of them do.
     """
     app = f"fault_session_{reset}"
-    server = serve(httpd, postgres, "event", app, pool_max=1, reset=reset)
+    server = serve(httpd, postgres.dsn_for(app), "event", pool_max=1, reset=reset)
     dirtied = ask(server, "do=dirty")["backend"]
     seen = ask(server, "do=look")
     assert seen["backend"] == dirtied, "pool_max=1: the same backend serves both requests"
