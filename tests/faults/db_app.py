@@ -84,12 +84,17 @@ def handler(req):
 
 
 def serve(httpd: Any, dsn: str, mpm: str, *, processes: int = 1, threads: int = 8,
-          start: bool = True, **settings: Any) -> Httpd:
-    """An httpd serving APP at /x, the Database's DSN and settings given as PythonOptions."""
+          start: bool = True, extra: str = "", **settings: Any) -> Httpd:
+    """An httpd serving APP at /x, the Database's DSN and settings given as PythonOptions.
+
+    ``extra`` is added to the server configuration (after the MPM's section, so
+    its directives win).
+    """
     options = {"modpy_safe.handler": "app.py", "modpy_safe.db.f.dsn": dsn}
     options.update({f"modpy_safe.db.f.{k}": str(v) for k, v in settings.items()})
     server: Httpd = httpd(mpm, directory=DISPATCH, options=options, files={"app.py": APP},
-                          processes=processes, threads=threads, extra=STATUS, start=start)
+                          processes=processes, threads=threads, extra=STATUS + extra,
+                          start=start)
     return server
 
 
