@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from ._errors import HTTPError
 
-__all__ = ["AuthState", "Protection", "protection_of", "check"]
+__all__ = ["AuthState", "Protection", "protection_of", "nests_protection", "check"]
 
 NAMES = ("__auth__", "__access__", "__auth_realm__")
 _STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
@@ -86,6 +86,14 @@ _nested_cache: "weakref.WeakKeyDictionary[types.CodeType, dict[str, Any]]" = (
 _nested_by_func: "weakref.WeakKeyDictionary[types.FunctionType, bool]" = (
     weakref.WeakKeyDictionary()
 )
+
+
+def nests_protection(func: types.FunctionType) -> bool:
+    """Return True when ``func``'s own code assigns ``__auth__``, ``__access__`` or a realm."""
+    nested = _nested_by_func.get(func)
+    if nested is None:
+        nested = _nested_by_func[func] = bool(_nested_values(func.__code__))
+    return nested
 
 
 def _nested_values(code: types.CodeType) -> dict[str, Any]:
@@ -172,10 +180,7 @@ def protection_of(obj: Any) -> Protection | None:
         return _from_lookup(None, lambda name: attrs.get(name, _MISSING))
     func = obj.__func__ if kind is types.MethodType else obj
     if type(func) is types.FunctionType:
-        nested = _nested_by_func.get(func)
-        if nested is None:
-            nested = _nested_by_func[func] = bool(_nested_values(func.__code__))
-        prot = _from_code(func) if nested else None
+        prot = _from_code(func) if nests_protection(func) else None
         fattrs = func.__dict__
         if not fattrs:
             return prot

@@ -155,6 +155,10 @@ def resolve(req: Any, module: Any, parts: tuple[str, ...]) -> Any:
     The auth protocol is applied to the module and to every object reached, in
     order, so an object deeper down can narrow (never widen) what is required.
     """
+    if len(parts) == 1:
+        plain = _plain_function(module, parts[0])
+        if plain is not None:
+            return plain
     state = _auth.check(req, module, None)
     obj = module
     for i, part in enumerate(parts):
@@ -172,6 +176,22 @@ def resolve(req: Any, module: Any, parts: tuple[str, ...]) -> Any:
         state = _auth.check(req, obj, state)
     if not publishable(obj):
         raise HTTPError(403, f"{type(obj).__name__!r} objects are never published")
+    return obj
+
+
+def _plain_function(module: Any, name: str) -> Any:
+    """The common case in a few dict lookups: an unprotected function of an unprotected page.
+
+    Returns None whenever anything needs the full walk (a protection anywhere,
+    an underscore, anything but a plain function), which then decides.
+    """
+    attrs = getattr(module, "__dict__", None)
+    if (type(module) is not types.ModuleType or attrs is None or not name or name[0] == "_"
+            or "__auth__" in attrs or "__access__" in attrs or "__auth_realm__" in attrs):
+        return None
+    obj = attrs.get(name)
+    if type(obj) is not types.FunctionType or obj.__dict__ or _auth.nests_protection(obj):
+        return None
     return obj
 
 
