@@ -1,8 +1,9 @@
-"""Database faults through real httpd and the private PostgreSQL (issue 9, cases 1, 2, 4, 5, 6).
+"""Database faults through real httpd and the private PostgreSQL (issue 9, cases 1-6).
 
 Already proven elsewhere and not repeated here (see tests/test_connections_httpd.py):
-a terminated pooled backend is replaced within the next request (case 3,
-``test_survives_terminate_restart_and_outage``), one slow request holding the
+a backend terminated between requests is replaced within the next request
+(case 3, ``test_survives_terminate_restart_and_outage``; here: one killed in
+the middle of a request, in each mode), one slow request holding the
 only connection makes one extra request time out (``test_exhaustion_...``),
 a forgotten transaction is rolled back before the next request on that
 connection (``test_open_transaction_is_rolled_back_...``), and ``SET ROLE`` /
