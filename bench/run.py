@@ -55,7 +55,7 @@ class Timing:
     budget: float  # seconds; rows that would start later are not measured
 
 
-FULL = Timing(seconds=2, rounds=7, warmup=1, reload_seconds=7, reload_rounds=3,
+FULL = Timing(seconds=2, rounds=6, warmup=1, reload_seconds=7, reload_rounds=3,
               memory_requests=20_000, memory_reloads=200, pool_iterations=200_000,
               pool_rounds=5, prefork_rows=(1, 2, 3, 4, 6), budget=540)
 QUICK = Timing(seconds=1, rounds=3, warmup=1, reload_seconds=2, reload_rounds=3,
@@ -110,6 +110,13 @@ class HttpRow:
     needs: tuple[str, ...]
     mpms: tuple[str, ...] = ("prefork", "event")
     expect: str = ""  # what to say instead of a target
+    query: str = ""  # appended to both URLs
+    label: str = ""  # the row's number as shown, when it differs from num
+
+    @property
+    def shown(self) -> str:
+        """The row's number in the table."""
+        return self.label or str(self.num)
 
     @property
     def target_text(self) -> str:
@@ -123,6 +130,9 @@ HTTP_ROWS = (
             "cls_safe", "fn_plain", 0.90, ("dispatch", "Handler")),
     HttpRow(3, "modpy_safe.publisher vs mod_python.publisher, same page",
             "pub_safe", "pub_plain", 1.5, ("publisher",)),
+    HttpRow(3, "the same, URL with a query string of 3 fields (a submitted form)",
+            "pub_safe", "pub_plain", 1.5, ("publisher",), mpms=("prefork",),
+            query="?name=value&page=2&q=hello+world", label="3q"),
     HttpRow(4, "SELECT 1 via Database (auto) vs module-global psycopg2 connection",
             "db_auto", "db_global", 0.95, ("dispatch", "Database")),
     HttpRow(5, "SELECT 1 via Database (pooled) vs psycopg2 ThreadedConnectionPool",
@@ -205,9 +215,9 @@ def http_row(row: HttpRow, server: Httpd, setup: site.MpmSetup, t: Timing,
     if reason is None:
         reason = _probe(server, row.a) or _probe(server, row.b)
     if reason:
-        return report.Row.skipped(str(row.num), row.title, setup.mpm, target, reason)
-    a_url = server.url(site.ENDPOINTS[row.a].path)
-    b_url = server.url(site.ENDPOINTS[row.b].path)
+        return report.Row.skipped(row.shown, row.title, setup.mpm, target, reason)
+    a_url = server.url(site.ENDPOINTS[row.a].path + row.query)
+    b_url = server.url(site.ENDPOINTS[row.b].path + row.query)
 
     def run(url: str, seconds: int) -> Measured:
         return measure(server, url, seconds, setup.connections)
@@ -239,7 +249,7 @@ def http_row(row: HttpRow, server: Httpd, setup: site.MpmSetup, t: Timing,
     words = site.get(server, site.ENDPOINTS[row.a].path)[1].split()
     if "mode" in words[:-1]:
         a_text = f"mode {words[words.index('mode') + 1]}: {a_text}"
-    return report.Row(str(row.num), row.title, setup.mpm, a_text, _fmt_wrk(c, "b"),
+    return report.Row(row.shown, row.title, setup.mpm, a_text, _fmt_wrk(c, "b"),
                       f"{ratio:.2f} (CPU/req B÷A {cpu_ratio:.2f})", c.spread_text(), target,
                       verdict)
 
@@ -445,16 +455,16 @@ def run_mpm(mpm: str, root: Path, postgres: PostgresServer | None, db_ok: str | 
         server.start()
     except SetupError as exc:
         reason = f"httpd did not start ({str(exc).splitlines()[0][:160]})"
-        return [report.Row.skipped(str(r.num), r.title, mpm, r.target_text, reason)
+        return [report.Row.skipped(r.shown, r.title, mpm, r.target_text, reason)
                 for r in selected]
     try:
         _serial_warmup(server, setup)
         for r in selected:
             if time.monotonic() > deadline:
-                out.append(report.Row.skipped(str(r.num), r.title, mpm, r.target_text,
+                out.append(report.Row.skipped(r.shown, r.title, mpm, r.target_text,
                                               "time budget used up"))
                 continue
-            print(f"-- row {r.num} ({mpm}) ...", flush=True)
+            print(f"-- row {r.shown} ({mpm}) ...", flush=True)
             out.append(http_row(r, server, setup, t, db_ok))
             print(report.table([out[-1]]).splitlines()[-1], flush=True)
         if mpm == "event" and "9" in rows:
