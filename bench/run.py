@@ -547,18 +547,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _summary(rows: Sequence[report.Row]) -> list[str]:
-    """One plain sentence per outcome: met, missed, not measured."""
+    """One plain sentence per row: met, missed (and by how much), reported, not measured."""
     out = []
     for r in rows:
         name = f"row {r.num} ({r.mpm})" if r.mpm != "-" else f"row {r.num}"
-        if r.verdict == "met":
-            out.append(f"{name}: target {r.target} met.")
-        elif r.verdict.startswith(("MISSED", "invalid")):
-            out.append(f"{name}: target {r.target} **missed** — {r.verdict}.")
-        elif r.verdict.startswith("not measured"):
-            out.append(f"{name}: {r.verdict}.")
+        verdict = r.verdict
+        if verdict.startswith("met"):
+            out.append(f"{name}: met — target {r.target}, A/B {r.ratio}{verdict[3:]}.")
+        elif verdict.startswith("MISSED"):
+            detail = verdict[len("MISSED"):].lstrip(": ")
+            out.append(f"{name}: **missed** — target {r.target}: {detail}.")
+        elif verdict.startswith("invalid"):
+            out.append(f"{name}: **not valid** — {verdict}.")
+        elif verdict.startswith("not measured"):
+            out.append(f"{name}: {verdict}.")
         else:
-            out.append(f"{name}: {r.verdict} (A/B {r.ratio}; {r.target}).")
+            out.append(f"{name}: A/B {r.ratio} ({r.target}).")
     return out
 
 
