@@ -173,6 +173,7 @@ TRAVERSALS = [
     "/pub/page.py/..%2f..%2fevil", "/pub/page.py/%2e%2e/%2e%2e/evil",
     "/disp/../../evil.py", "/disp/%2e%2e/%2e%2e/evil.py", "/disp/app.py/../../../evil.py",
     "/disp/..%2f..%2fevil.py", "/%2e%2e/evil.py", "/pub/....//....//secret.txt",
+    "/pub/page.py%00.txt", "/disp/app.py%00", "/pub/../secret.txt%00.py",
 ]
 
 UNDERSCORES = [
