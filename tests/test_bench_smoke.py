@@ -31,7 +31,8 @@ def test_one_row_produces_numbers(tmp_path, capsys):
     assert len(rows) == 1, printed
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     a, b, ratio = cells[3], cells[4], cells[5]
-    assert re.search(r"[\d,]+ req/s, p50 [\d.]+ ms, p99 [\d.]+ ms", a), rows[0]
-    assert re.search(r"[\d,]+ req/s, p50 [\d.]+ ms, p99 [\d.]+ ms", b), rows[0]
-    assert re.fullmatch(r"\d+\.\d\d", ratio), rows[0]
+    numbers = r"[\d,]+ req/s, p50 [\d.]+ ms, p99 [\d.]+ ms, \d+ µs CPU/req"
+    assert re.search(numbers, a), rows[0]
+    assert re.search(numbers, b), rows[0]
+    assert re.fullmatch(r"\d+\.\d\d \(CPU/req B÷A \d+\.\d\d\)", ratio), rows[0]
     assert "event" in cells[2]
