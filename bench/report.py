@@ -134,8 +134,9 @@ def write_markdown(
             else "`make bench`")
     text = f"""# Benchmarks
 
-Written by {kind} in {elapsed / 60:.1f} minutes; do not edit by hand (the notes at
-the end come from `bench/notes.md`).
+Written by {kind} in {elapsed / 60:.1f} minutes. Do not edit by hand: run
+`make bench` again (`make bench QUICK=1` for a two-minute look); the notes at
+the end come from `bench/notes.md`.
 
 ## Machine and versions
 {facts}
