@@ -40,7 +40,11 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
 @dataclass(frozen=True)
 class Timing:
-    """How long each kind of measurement runs; FULL must finish in 10 min, QUICK in 2."""
+    """How long each kind of measurement runs; FULL must finish in 10 min, QUICK in 2.
+
+    Many short rounds rather than a few long ones: a burst of other load on the
+    machine then spoils one or two rounds of a side, which the median ignores.
+    """
 
     seconds: int  # one wrk run of one side
     rounds: int  # A/B alternations per comparison
@@ -55,7 +59,7 @@ class Timing:
     budget: float  # seconds; rows that would start later are not measured
 
 
-FULL = Timing(seconds=2, rounds=6, warmup=1, reload_seconds=7, reload_rounds=3,
+FULL = Timing(seconds=1, rounds=12, warmup=1, reload_seconds=7, reload_rounds=3,
               memory_requests=20_000, memory_reloads=200, pool_iterations=200_000,
               pool_rounds=5, prefork_rows=(1, 2, 3, 4, 6), budget=540)
 QUICK = Timing(seconds=1, rounds=3, warmup=1, reload_seconds=2, reload_rounds=3,
