@@ -5,6 +5,7 @@ Only the shape of the output is checked, never a timing: benchmarks are not test
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ pytestmark = pytest.mark.httpd
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.skipif(shutil.which("wrk") is None,
+                    reason="wrk is not installed ('make bench' installs it)")
 def test_one_row_produces_numbers(tmp_path, capsys):
     """Row 1 under event, 1-second rounds: the table row has A, B and a ratio."""
     sys.path.insert(0, str(CHECKOUT))
