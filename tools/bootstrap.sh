@@ -14,7 +14,7 @@ packages=(apache2 libapache2-mod-python postgresql python3-psycopg2 python3-venv
 extras="test"
 case "$purpose" in
   run) extras="test" ;;
-  test) packages+=(pgbouncer chromium chromium-driver) ;;
+  test) packages+=(pgbouncer wrk chromium chromium-driver) ;;
   bench) packages+=(wrk pgbouncer); extras="test,bench" ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
 esac
