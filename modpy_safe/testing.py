@@ -39,7 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["PostgresServer", "PgBouncer", "Httpd", "Response", "MPMS", "free_port", "SetupError"]
+__all__ = [
+    "PostgresServer", "PgBouncer", "Httpd", "Response", "MPMS", "free_port", "SetupError",
+    "make_tempdir", "running",
+]
 
 MPMS = ("prefork", "worker", "event")
 
@@ -713,6 +716,27 @@ def make_tempdir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(path, 0o755)
     return path
+
+
+@contextlib.contextmanager
+def running(server: Httpd, request: Any) -> Iterator[Httpd]:
+    """Start ``server`` for a module-scoped fixture and stop it when the block ends.
+
+    ``request`` is the fixture's pytest request: when a test failed while the
+    server ran, the tail of its error log is shown; otherwise its directory is
+    removed. One server per module keeps a suite fast when many tests can share
+    one configuration.
+    """
+    failed_before = request.session.testsfailed
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if request.session.testsfailed > failed_before:
+            sys.stderr.write(f"\n{server.log_tail(80)}\n")
+        else:
+            shutil.rmtree(server.root, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------- pytest

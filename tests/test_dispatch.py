@@ -9,15 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote, urlencode
 
 import pytest
 
-from modpy_safe.testing import MPMS, Httpd, make_tempdir
+from modpy_safe.testing import MPMS, Httpd, make_tempdir, running
 
 pytestmark = pytest.mark.httpd
 
@@ -161,15 +159,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[Httpd]:
         f"    PythonOption modpy_safe.handler legacy\n</Directory>\n"
         f'<Directory "{docroot}/debug">\n    PythonDebug On\n</Directory>\n'
     )
-    failed_before = request.session.testsfailed
-    try:
-        yield srv.start()
-    finally:
-        srv.stop()
-        if request.session.testsfailed > failed_before:
-            sys.stderr.write(f"\n{srv.log_tail(80)}\n")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with running(srv, request):
+        yield srv
 
 
 def test_routing_and_return_types(server: Httpd) -> None:

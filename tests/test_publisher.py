@@ -13,15 +13,13 @@ Where it does not, the case is in ``test_publisher_better.py`` (ours) and
 from __future__ import annotations
 
 import base64
-import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modpy_safe.testing import MPMS, Httpd, Response, make_tempdir
+from modpy_safe.testing import MPMS, Httpd, Response, make_tempdir, running
 
 pytestmark = pytest.mark.httpd
 
@@ -203,16 +201,8 @@ def site(request: Any) -> Iterator[Httpd]:
     docroot = root / "htdocs"
     server = Httpd(root, mpm=request.param, docroot=docroot, files=_pages(),
                    extra=_sections(docroot))
-    failed_before = request.session.testsfailed
-    server.start()
-    try:
+    with running(server, request):
         yield server
-    finally:
-        server.stop()
-        if request.session.testsfailed > failed_before:
-            sys.stderr.write(f"\n{server.log_tail(80)}\n")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=sorted(HANDLERS))

@@ -8,14 +8,12 @@ its test here fails and ``docs/migrating-from-publisher.md`` must change.
 from __future__ import annotations
 
 import base64
-import shutil
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from modpy_safe.testing import MPMS, Httpd, PostgresServer, make_tempdir
+from modpy_safe.testing import MPMS, Httpd, PostgresServer, make_tempdir, running
 
 pytestmark = pytest.mark.httpd
 
@@ -72,16 +70,8 @@ def mp(request: Any) -> Iterator[Httpd]:
     root = make_tempdir(f"modpy_safe-pubbase-{request.param}-")
     server = Httpd(root, mpm=request.param, files={"page.py": PAGE_PY},
                    directory="SetHandler mod_python\nPythonHandler mod_python.publisher")
-    failed_before = request.session.testsfailed
-    server.start()
-    try:
+    with running(server, request):
         yield server
-    finally:
-        server.stop()
-        if request.session.testsfailed > failed_before:
-            sys.stderr.write(f"\n{server.log_tail(80)}\n")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def _fails_with(server: Httpd, path: str, error: str, **kw: Any) -> None:

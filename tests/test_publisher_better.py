@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from modpy_safe.testing import MPMS, Httpd, PostgresServer, Response, make_tempdir
+from modpy_safe.testing import MPMS, Httpd, PostgresServer, Response, make_tempdir, running
 
 pytestmark = pytest.mark.httpd
 
@@ -193,16 +191,8 @@ def site(request: Any, postgres: PostgresServer) -> Iterator[tuple[Httpd, str]]:
     }
     server = Httpd(root, mpm=request.param, files=files,
                    directory="SetHandler mod_python\nPythonHandler modpy_safe.publisher")
-    failed_before = request.session.testsfailed
-    server.start()
-    try:
+    with running(server, request):
         yield server, str(state)
-    finally:
-        server.stop()
-        if request.session.testsfailed > failed_before:
-            sys.stderr.write(f"\n{server.log_tail(80)}\n")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_form_fields_reach_parameters(site: tuple[Httpd, str]) -> None:

@@ -7,13 +7,11 @@ and the page under three access rules.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from modpy_safe.testing import MPMS, Httpd, PostgresServer, make_tempdir
+from modpy_safe.testing import MPMS, Httpd, PostgresServer, make_tempdir, running
 
 pytestmark = pytest.mark.httpd
 
@@ -76,15 +74,8 @@ def server(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator
                              + _location("/status-listed", "192.0.2.7, 127.0.0.1")
                              + _location("/status-bad", "localhost"))
     srv.dsn = dsn  # type: ignore[attr-defined]
-    failed_before = request.session.testsfailed
-    try:
-        yield srv.start()
-    finally:
-        srv.stop()
-        if request.session.testsfailed > failed_before:
-            sys.stderr.write(f"\n{srv.log_tail(80)}\n")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with running(srv, request):
+        yield srv
 
 
 def _status(server: Httpd, **kw: object) -> dict:

@@ -19,15 +19,13 @@ attack on both handlers.
 from __future__ import annotations
 
 import secrets
-import shutil
 import socket
-import sys
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
 
-from modpy_safe.testing import Httpd, PostgresServer, make_tempdir
+from modpy_safe.testing import Httpd, PostgresServer, make_tempdir, running
 
 from .conftest import DISPATCH, PUBLISHER, STATUS, assert_no_secret
 
@@ -114,15 +112,8 @@ def site(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator[H
         f'PythonOption modpy_safe.db.hostile.dsn "{postgres.dsn_for("fault_hostile")}"\n'
         f"</Directory>\n"
         f'<Directory "{docroot}/disp">\n{DISPATCH}\nLimitRequestBody {LIMIT}\n</Directory>\n')
-    failed_before = request.session.testsfailed
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        if request.session.testsfailed > failed_before:
-            sys.stderr.write(f"\n{server.log_tail(80)}\n")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with running(server, request):
+        yield server
 
 
 def assert_refused(server: Httpd, postgres: PostgresServer, status: int, body: str,
