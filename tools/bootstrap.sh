@@ -42,11 +42,13 @@ if ((${#missing[@]})); then
     chmod +x /usr/sbin/policy-rc.d
     policy_created=1
   fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
-    [[ $policy_created -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
-    exit 1
-  }
-  [[ $policy_created -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
+  status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  if ((policy_created)); then rm -f /usr/sbin/policy-rc.d; fi
+  if ((status)); then
+    echo "apt-get install ${missing[*]} failed (exit $status)" >&2
+    exit "$status"
+  fi
 fi
 
 venv=.venv
