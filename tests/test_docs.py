@@ -475,3 +475,38 @@ def test_notes_site_example_serves_the_board(postgres: PostgresServer) -> None:
         httpd.stop()
         postgres.admin_execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------- links
+
+_LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+def _anchors(doc: Path) -> set[str]:
+    """GitHub's anchors for the headings of ``doc``."""
+    found = set()
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        if _HEADING.match(line):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize("doc", list(PARSED), ids=_rel)
+def test_links_between_documents_resolve(doc: Path) -> None:
+    """Every relative link points at a file that exists (and a heading that exists)."""
+    text = doc.read_text(encoding="utf-8")
+    # Links inside code blocks are examples, not links.
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    broken = []
+    for found in _LINK.finditer(text):
+        target = found["target"]
+        if re.match(r"^[a-z]+:", target):
+            continue  # http:, https:, mailto:
+        path, _, anchor = target.partition("#")
+        resolved = (doc.parent / path).resolve() if path else doc
+        if not resolved.exists():
+            broken.append(f"{target} (no {resolved})")
+        elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+            broken.append(f"{target} (no heading #{anchor} in {resolved.name})")
+    assert not broken, f"{_rel(doc)} links to:\n" + "\n".join(broken)
