@@ -12,6 +12,7 @@ import http.client
 import importlib.util
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -127,11 +128,12 @@ def copy_handlers(docroot: Path) -> None:
 
 
 @contextlib.contextmanager
-def notes_site(postgres: PostgresServer, mpm: str, **httpd_args: Any) -> Iterator[NotesSite]:
+def notes_site(postgres: PostgresServer, mpm: str, request: Any = None,
+               **httpd_args: Any) -> Iterator[NotesSite]:
     """Serve the notes board under ``mpm`` with a fresh database; stop and drop it after.
 
-    The httpd error log is printed when the block raises, so a failure in a
-    test that uses the site shows what httpd said.
+    httpd's error log is printed (and its directory kept) when the block raises or,
+    given the fixture's pytest ``request``, when a test failed while it ran.
     """
     serve = load_serve()
     tag = f"{mpm}_{secrets.token_hex(3)}"
@@ -146,6 +148,7 @@ def notes_site(postgres: PostgresServer, mpm: str, **httpd_args: Any) -> Iterato
     httpd = Httpd(root / "httpd", mpm=mpm, docroot=docroot, directory=directory,
                   options=options, extra=extra, debug=True, purpose=f"the notes board ({mpm})",
                   **httpd_args)
+    failed_before = request.session.testsfailed if request is not None else 0
     failed = False
     try:
         httpd.start()
@@ -155,8 +158,10 @@ def notes_site(postgres: PostgresServer, mpm: str, **httpd_args: Any) -> Iterato
         raise
     finally:
         httpd.stop()
+        if request is not None and request.session.testsfailed > failed_before:
+            failed = True
         if failed:
-            print(httpd.log_tail(80))
+            sys.stderr.write(f"\n{httpd.log_tail(80)}\n")
         _drop_database(postgres, dbname)
         if not failed:
             shutil.rmtree(root, ignore_errors=True)

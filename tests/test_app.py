@@ -26,7 +26,7 @@ UNICODE_TEXT = "Grüße aus Köln — 日本語のメモ 🎉 <b>bold</b> & \"qu
 
 @pytest.fixture(scope="module", params=MPMS)
 def site(request: Any, postgres: PostgresServer) -> Iterator[NotesSite]:
-    with notes_site(postgres, request.param) as running:
+    with notes_site(postgres, request.param, request) as running:
         yield running
 
 

@@ -41,9 +41,9 @@ def _require_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def site(postgres: PostgresServer) -> Iterator[NotesSite]:
+def site(request: Any, postgres: PostgresServer) -> Iterator[NotesSite]:
     # One MPM is enough here: the page is the same under all three (test_app.py).
-    with notes_site(postgres, "event") as running:
+    with notes_site(postgres, "event", request) as running:
         yield running
 
 
