@@ -1,7 +1,8 @@
 """Per-thread state: the request being served and the module being loaded.
 
 mod_python serves one request per thread at a time, but an internal redirect
-runs a nested request in the same thread, so both are kept as stacks.
+runs a nested request in the same thread, so both are kept as stacks (the
+request scopes as a chain of ``outer`` links).
 
 * A :class:`RequestScope` is opened by the dispatcher and the publisher around
   each request. Code that must act when the request ends (a per-request
@@ -23,13 +24,27 @@ __all__ = ["RequestScope", "Loading", "current_scope", "current_loading", "curre
 
 log = logging.getLogger("modpy_safe.context")
 
-_local = threading.local()
+class _Local(threading.local):
+    # Class attributes are every thread's defaults, so reading them never fails.
+    scope: "RequestScope | None" = None
+    loadings: "list[Loading]"  # set on first use in each thread
+
+
+_local = _Local()
 
 
 class RequestScope:
-    """What the framework knows about the request this thread is serving."""
+    """What the framework knows about the request this thread is serving.
 
-    __slots__ = ("req", "options", "debug", "_cleanups", "data")
+    Scopes of one thread form a chain (``outer`` is the scope an internal
+    redirect interrupted), so entering and leaving one is two attribute writes.
+    The importer's lease on the instance a request runs on is held in two slots
+    (:meth:`hold`) rather than as a cleanup: it is released after every
+    cleanup, as the first cleanup registered would be.
+    """
+
+    __slots__ = ("req", "options", "debug", "_cleanups", "data", "outer",
+                 "_owners", "_token", "_release")
 
     def __init__(self, req: Any, options: Options, *, debug: bool = False) -> None:
         self.req = req
@@ -38,32 +53,68 @@ class RequestScope:
         self._cleanups: list[Callable[[], None]] = []
         #: Free slots for framework components (e.g. per-request connections).
         self.data: dict[str, Any] = {}
+        self.outer: RequestScope | None = None
+        self._token = 0
+        self._owners: Any = None
+        self._release: Callable[[Any, int], None] | None = None
 
     def add_cleanup(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` when the request ends, normally or by an exception."""
         self._cleanups.append(fn)
 
+    def holds_lease(self) -> bool:
+        """Return True when :meth:`hold` has a lease this scope has not released yet."""
+        return self._token != 0
+
+    def hold(self, owners: Any, token: int, release: Callable[[Any, int], None]) -> None:
+        """Keep the lease ``token`` on ``owners``; ``release(owners, token)`` runs at the end.
+
+        One lease per scope (check :meth:`holds_lease`; more go through
+        :meth:`add_cleanup`). It is released after all cleanups.
+        """
+        self._owners, self._token, self._release = owners, token, release
+
     def close(self) -> None:
-        """Run the cleanups, last registered first; one failing never stops the rest."""
+        """Run the cleanups, last registered first; one failing never stops the rest.
+
+        The held lease (if any) is released last.
+        """
         cleanups, self._cleanups = self._cleanups, []
-        for fn in reversed(cleanups):
-            try:
-                fn()
-            except Exception:
-                log.exception("cleanup %r at the end of a request failed", fn)
+        try:
+            for fn in reversed(cleanups):
+                try:
+                    fn()
+                except Exception:
+                    log.exception("cleanup %r at the end of a request failed", fn)
+        finally:
+            self._end_lease()
+
+    def _end_lease(self) -> None:
+        token = self._token
+        if token:
+            release, owners = self._release, self._owners
+            self._token, self._owners, self._release = 0, None, None
+            assert release is not None
+            release(owners, token)
 
     def __enter__(self) -> "RequestScope":
-        stack = _scopes()
-        stack.append(self)
+        self.outer = _local.scope
+        _local.scope = self
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.close()
+            if self._cleanups:
+                self.close()
+            else:
+                token = self._token
+                if token:  # _end_lease() in line: this runs on every request
+                    release, owners = self._release, self._owners
+                    self._token, self._owners, self._release = 0, None, None
+                    release(owners, token)  # type: ignore[misc]
         finally:
-            stack = _scopes()
-            if stack and stack[-1] is self:
-                stack.pop()
+            if _local.scope is self:
+                _local.scope = self.outer
 
 
 class Loading:
@@ -99,26 +150,17 @@ class Loading:
             stack.pop()
 
 
-def _scopes() -> list[RequestScope]:
-    try:
-        return _local.scopes  # type: ignore[no-any-return]
-    except AttributeError:
-        _local.scopes = []
-        return _local.scopes  # type: ignore[no-any-return]
-
-
 def _loadings() -> list[Loading]:
     try:
-        return _local.loadings  # type: ignore[no-any-return]
+        return _local.loadings
     except AttributeError:
         _local.loadings = []
-        return _local.loadings  # type: ignore[no-any-return]
+        return _local.loadings
 
 
 def current_scope() -> RequestScope | None:
     """Return the innermost request scope of this thread, or None."""
-    stack = getattr(_local, "scopes", None)
-    return stack[-1] if stack else None
+    return _local.scope
 
 
 def current_loading() -> Loading | None:
@@ -129,5 +171,5 @@ def current_loading() -> Loading | None:
 
 def current_options() -> Options | None:
     """Return the options of the request this thread is serving, or None."""
-    scope = current_scope()
+    scope = _local.scope
     return scope.options if scope is not None else None

@@ -150,6 +150,10 @@ _sweeper = _resources.Sweeper(
 )
 
 
+_release = _sweeper.release  # one bound method, not one per request
+_tokens = _resources.tokens
+
+
 def _closed(owner: _resources.Owner, count: int) -> None:
     if isinstance(owner, _Instance):
         owner.entry.closed_for_old += count
@@ -163,17 +167,49 @@ def _closed(owner: _resources.Owner, count: int) -> None:
 
 def acquire(path: str, scope: RequestScope, *, autoreload: bool = True) -> types.ModuleType:
     """Return the current instance of ``path`` and lease it until ``scope`` ends."""
-    interval = scope.options.get("reload.interval", _AS_INTERVAL, 1.0)
+    options = scope.options
+    interval = options.get("reload.interval", _AS_INTERVAL, 1.0)
+    return acquire_entry(entry_for(path), scope, interval, _extra_dirs(options),
+                         autoreload=autoreload)
+
+
+def entry_for(path: str) -> _Entry:
+    """Return the record of the file at absolute ``path`` (kept for the process's life)."""
+    entry = _entries.get(path)
+    if entry is None:
+        with _load_lock:
+            entry = _entries.setdefault(path, _Entry(path))
+    return entry
+
+
+def acquire_entry(entry: _Entry, scope: RequestScope, interval: float,
+                  extra: tuple[str, ...], *, autoreload: bool = True) -> types.ModuleType:
+    """:func:`acquire` for callers that keep ``entry``, the interval and the
+    ``reload.path`` directories per configuration (the dispatcher, the publisher).
+
+    Within the interval it is one clock read and one lease: no lock, no stat.
+    """
     while True:
-        inst = _current(path, scope.options, interval, autoreload=autoreload,
-                        debug=scope.debug, req=scope.req)
+        inst = entry.instance
+        if inst is None or (autoreload and time.monotonic() - entry.checked_at >= interval):
+            inst = _fresh(entry, extra, interval, debug=scope.debug, req=scope.req)
         owners = inst.tree_cache
-        token = _resources.Owner.lease(owners)
+        token = next(_tokens)  # atomic in CPython
+        if len(owners) == 1:
+            inst.leases.add(token)  # no imported instances: one write
+        else:
+            for owner in owners:
+                owner.leases.add(token)
+        # Written before this read; retire() writes 'retired' before it reads
+        # the leases (see _resources.Owner.lease).
         if not inst.retired:
-            scope.add_cleanup(functools.partial(_sweeper.release, owners, token))
+            if scope.holds_lease():
+                scope.add_cleanup(functools.partial(_release, owners, token))
+            else:
+                scope.hold(owners, token, _release)  # released after the cleanups
             return inst.module
         # Replaced between our read and our lease: release it and take the new one.
-        _sweeper.release(owners, token)
+        _release(owners, token)
 
 
 def import_module(path: str) -> types.ModuleType:
@@ -269,18 +305,6 @@ def _key(inst: _Instance | None, mtime: Stamp) -> tuple[Any, ...]:
 
 def _loaded_key(inst: _Instance) -> tuple[Any, ...]:
     return (inst.mtime, tuple(sorted((p, c.generation) for p, c in list(inst.deps.items()))))
-
-
-def _current(path: str, options: Options, interval: float, *, autoreload: bool,
-             debug: bool, req: Any) -> _Instance:
-    entry = _entries.get(path)
-    if entry is None:
-        with _load_lock:
-            entry = _entries.setdefault(path, _Entry(path))
-    inst = entry.instance
-    if inst is not None and not autoreload:
-        return inst
-    return _fresh(entry, _extra_dirs(options), interval, debug=debug, req=req)
 
 
 def _extra_dirs(options: Options) -> tuple[str, ...]:
@@ -570,10 +594,7 @@ def _import_hook(inst: _Instance, real_import: Any) -> Any:
 
 def _import_child(owner: _Instance | None, path: str) -> types.ModuleType:
     """Return the current instance of ``path`` for ``owner`` and record the dependency."""
-    entry = _entries.get(path)
-    if entry is None:
-        with _load_lock:
-            entry = _entries.setdefault(path, _Entry(path))
+    entry = entry_for(path)
     loading = owner is not None and owner.entry.loading is owner
     scope = current_scope()
     if loading or scope is None:
@@ -589,9 +610,9 @@ def _import_child(owner: _Instance | None, path: str) -> types.ModuleType:
             owners = child.tree_cache
             token = _resources.Owner.lease(owners)
             if not child.retired:
-                scope.add_cleanup(functools.partial(_sweeper.release, owners, token))
+                scope.add_cleanup(functools.partial(_release, owners, token))
                 break
-            _sweeper.release(owners, token)
+            _release(owners, token)
     if owner is not None:
         owner.depend_on(child)
     return child.module

@@ -127,6 +127,8 @@ def close(obj: Any) -> bool:
 
 
 _tokens = itertools.count(1)
+#: The source of lease tokens, for callers that lease one owner inline.
+tokens = _tokens
 
 
 class Owner:

@@ -12,35 +12,110 @@ calls, and no exception is raised on the normal path.
 """
 from __future__ import annotations
 
+import threading
+import types
 from typing import Any
 
 from . import _apache, _importer, _response, _routing
 from ._context import RequestScope
 from ._errors import HTTPError
-from ._options import options_for
+from ._handler import Handler
+from ._options import Options, as_paths, options_for
 
 __all__ = ["handler"]
+
+_FUNCTION = types.FunctionType
+_OK = _response.OK
+_AS_INTERVAL = _importer._AS_INTERVAL
+_NO_PATHS: tuple[str, ...] = ()
+
+
+class _Route:
+    """What a configuration (and section directory) fixes for all its requests."""
+
+    __slots__ = ("options", "target", "entry", "interval", "extra")
+
+    def __init__(self, options: Options, target: _routing.Target) -> None:
+        self.options = options  # kept so its id, part of the key, is never reused
+        self.target = target
+        self.entry = _importer.entry_for(target.path)
+        self.interval: float = options.get("reload.interval", _AS_INTERVAL, 1.0)
+        self.extra: tuple[str, ...] = options.get("reload.path", as_paths, _NO_PATHS)
+
+
+# (id(options), section directory) -> _Route, for sections with modpy_safe.handler.
+_routes: dict[tuple[int, str | None], _Route] = {}
+_routes_lock = threading.Lock()
+_ROUTES_LIMIT = 1024
+
+
+def _route_for(req: Any, options: Options) -> _Route | None:
+    """Return the fixed route of this request's section, or None when the URL decides."""
+    if _routing.OPTION not in options:
+        return None
+    hlist = req.hlist
+    key = (id(options), None if hlist.is_location else (hlist.directory or None))
+    target = _routing.resolve(req, options)
+    assert target is not None  # a named handler is never left to Apache
+    route = _Route(options, target)
+    with _routes_lock:
+        if len(_routes) >= _ROUTES_LIMIT:
+            _routes.clear()
+        _routes[key] = route
+    return route
 
 
 def handler(req: Any) -> int:
     """Serve one request (the entry point mod_python calls)."""
-    _apache.install_logging()
+    if not _apache._logging_installed:
+        _apache.install_logging()
     options = options_for(req.get_options())
     # One config table for both flags (what _apache.debug_enabled and
     # autoreload_enabled read): httpd builds a new table object per call.
     config = req.get_config()
     debug = config.get("PythonDebug", "0") == "1"
-    autoreload = config.get("PythonAutoReload", "1") == "1"
     with RequestScope(req, options, debug=debug) as scope:
         try:
-            target = _routing.resolve(req, options)
-            if target is None:
-                return _response.DECLINED
-            try:
-                module = _importer.acquire(target.path, scope, autoreload=autoreload)
-            except FileNotFoundError:
-                # Only the handler file itself: errors inside it arrive wrapped.
-                raise HTTPError(404, "There is no page at this address.") from None
+            hlist = req.hlist
+            route = _routes.get((id(options), None if hlist.is_location
+                                 else (hlist.directory or None)))
+            if route is None or route.options is not options:
+                route = _route_for(req, options)
+            if route is not None:
+                target = route.target
+                try:
+                    module = _importer.acquire_entry(
+                        route.entry, scope, route.interval, route.extra,
+                        autoreload=config.get("PythonAutoReload", "1") == "1")
+                except FileNotFoundError:
+                    raise HTTPError(404, "There is no page at this address.") from None
+                # The common cases in line (what _response.call and _handler.run do):
+                # a plain function, or a Handler class with a method for req.method.
+                func = getattr(module, target.name, None)
+                if type(func) is _FUNCTION:
+                    result = func(req)
+                elif (isinstance(func, type) and issubclass(func, Handler)
+                      and (verb := func.routes.get(req.method)) is not None):
+                    result = getattr(func(req), verb)()
+                else:
+                    return _response.call(req, _routing.find(module, target))
+                if result is None:
+                    return _OK
+                if type(result) is int:
+                    return result
+                return _response.render(req, result)
+            else:
+                by_url = _routing.resolve(req, options)
+                if by_url is None:
+                    return _response.DECLINED
+                target = by_url
+                try:
+                    module = _importer.acquire(
+                        target.path, scope,
+                        autoreload=config.get("PythonAutoReload", "1") == "1")
+                except FileNotFoundError:
+                    # Only the handler file itself: errors inside it arrive wrapped.
+                    raise HTTPError(404, "There is no page at this address.") from None
             return _response.call(req, _routing.find(module, target))
         except Exception as exc:  # every failure becomes an HTTP answer
             if isinstance(exc, UnicodeDecodeError) and _undecodable_url(req):
