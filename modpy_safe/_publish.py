@@ -28,7 +28,7 @@ from ._errors import HTTPError
 
 __all__ = [
     "Page", "locate", "locate_cached", "forget", "resolve", "traversable", "publishable", "call",
-    "write", "LazyForm", "publish",
+    "write", "LazyForm", "publish", "plain_page", "after_call",
 ]
 
 
@@ -91,18 +91,17 @@ _LOCATED_LIMIT = 4096
 
 
 def locate_cached(filename: str, path_info: str | None, suffixes: tuple[str, ...],
-                  *, now: float, ttl: Callable[[], float]) -> Page:
-    """Return :func:`locate`'s answer, reusing one found less than ``ttl()`` seconds ago."""
+                  *, now: float, ttl: float) -> Page:
+    """Return :func:`locate`'s answer, reusing one found less than ``ttl`` seconds ago."""
     key = (filename, path_info, suffixes)
     found = _located.get(key)
     if found is not None and now < found[1]:
         return found[0]
     page = locate(filename, path_info, suffixes)
-    lifetime = ttl()
-    if lifetime > 0:
+    if ttl > 0:
         if len(_located) >= _LOCATED_LIMIT:
             _located.clear()  # URLs are client-chosen: keep the table bounded
-        _located[key] = (page, now + lifetime)
+        _located[key] = (page, now + ttl)
     return page
 
 
@@ -193,6 +192,39 @@ def _plain_function(module: Any, name: str) -> Any:
     if type(obj) is not types.FunctionType or obj.__dict__ or _auth.nests_protection(obj):
         return None
     return obj
+
+
+_UNSEEN: Any = object()
+# Per function that nests no protection in its code: its Plan (None: it does).
+_plain_plans: "weakref.WeakKeyDictionary[types.FunctionType, Plan | None]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def plain_page(module: Any, parts: tuple[str, ...]) -> tuple[Callable[..., Any], Plan] | None:
+    """:func:`resolve` and :func:`plan_for` in one step for the common case.
+
+    Returns the function and its plan when ``parts`` names an unprotected plain
+    function of an unprotected page (what :func:`_plain_function` accepts),
+    else None: the caller then takes the full walk, which decides.
+    """
+    if len(parts) != 1:
+        return None
+    name = parts[0]
+    attrs = getattr(module, "__dict__", None)
+    if (type(module) is not types.ModuleType or attrs is None or not name or name[0] == "_"
+            or "__auth__" in attrs or "__access__" in attrs or "__auth_realm__" in attrs):
+        return None
+    obj = attrs.get(name)
+    if type(obj) is not types.FunctionType or obj.__dict__:
+        return None
+    plan = _plain_plans.get(obj, _UNSEEN)
+    if plan is _UNSEEN:
+        plan = None if _auth.nests_protection(obj) else _cached(_plans, obj, False)
+        _plain_plans[obj] = plan
+    if plan is None:
+        return None
+    return obj, plan
 
 
 # -------------------------------------------------------------------- arguments
@@ -309,7 +341,18 @@ def publish(obj: Any, req: Any) -> Any:
     fields bound to its own parameters; a class, module or built-in among the
     results is refused as it would be on the URL.
     """
-    for _ in range(MAX_CALL_DEPTH):
+    return _keep_calling(obj, req, MAX_CALL_DEPTH)
+
+
+def after_call(result: Any, req: Any) -> Any:
+    """Go on as :func:`publish` does with what its first call returned."""
+    if type(result) is not str and not publishable(result):
+        raise HTTPError(403, f"{type(result).__name__!r} objects are never published")
+    return _keep_calling(result, req, MAX_CALL_DEPTH - 1)
+
+
+def _keep_calling(obj: Any, req: Any, calls: int) -> Any:
+    for _ in range(calls):
         if not is_callable(obj):
             return obj
         obj = call(obj, req)
@@ -406,8 +449,12 @@ def write(req: Any, result: Any) -> None:
         return
     head = req.method == "HEAD"
     if type(result) is str and not head:
-        # The common case, kept short: it runs on nearly every request.
-        _guess_type(req, result, whole=True)
+        # The common case, kept short (_guess_type's rule in line): it runs on
+        # nearly every request.
+        if not getattr(req, "_content_type_set", False):
+            tail = result[-100:].rstrip()
+            html = tail.endswith(">") and _HTML_END.search(tail) is not None
+            req.content_type = "text/html; charset=utf-8" if html else "text/plain; charset=utf-8"
         req.write(result.encode("utf-8"), 0)  # no flush: Apache adds Content-Length
         return
     if isinstance(result, _WHOLE) or not isinstance(result, Iterable):
