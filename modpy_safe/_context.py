@@ -38,13 +38,16 @@ class RequestScope:
 
     Scopes of one thread form a chain (``outer`` is the scope an internal
     redirect interrupted), so entering and leaving one is two attribute writes.
-    The importer's lease on the instance a request runs on is held in two slots
-    (:meth:`hold`) rather than as a cleanup: it is released after every
-    cleanup, as the first cleanup registered would be.
+    The importer's lease on the instance a request runs on is kept in three
+    slots rather than as a cleanup (no object made per request):
+    ``lease_release(lease_owners, lease_token)`` runs after every cleanup, as
+    the first cleanup registered would. ``lease_token`` is 0 while none is
+    held; a scope holds one such lease, further ones go through
+    :meth:`add_cleanup`.
     """
 
     __slots__ = ("req", "options", "debug", "_cleanups", "data", "outer",
-                 "_owners", "_token", "_release")
+                 "lease_owners", "lease_token", "lease_release")
 
     def __init__(self, req: Any, options: Options, *, debug: bool = False) -> None:
         self.req = req
@@ -54,25 +57,13 @@ class RequestScope:
         #: Free slots for framework components (e.g. per-request connections).
         self.data: dict[str, Any] = {}
         self.outer: RequestScope | None = None
-        self._token = 0
-        self._owners: Any = None
-        self._release: Callable[[Any, int], None] | None = None
+        self.lease_token = 0
+        self.lease_owners: Any = None
+        self.lease_release: Callable[[Any, int], None] | None = None
 
     def add_cleanup(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` when the request ends, normally or by an exception."""
         self._cleanups.append(fn)
-
-    def holds_lease(self) -> bool:
-        """Return True when :meth:`hold` has a lease this scope has not released yet."""
-        return self._token != 0
-
-    def hold(self, owners: Any, token: int, release: Callable[[Any, int], None]) -> None:
-        """Keep the lease ``token`` on ``owners``; ``release(owners, token)`` runs at the end.
-
-        One lease per scope (check :meth:`holds_lease`; more go through
-        :meth:`add_cleanup`). It is released after all cleanups.
-        """
-        self._owners, self._token, self._release = owners, token, release
 
     def close(self) -> None:
         """Run the cleanups, last registered first; one failing never stops the rest.
@@ -90,10 +81,10 @@ class RequestScope:
             self._end_lease()
 
     def _end_lease(self) -> None:
-        token = self._token
+        token = self.lease_token
         if token:
-            release, owners = self._release, self._owners
-            self._token, self._owners, self._release = 0, None, None
+            release, owners = self.lease_release, self.lease_owners
+            self.lease_token, self.lease_owners, self.lease_release = 0, None, None
             assert release is not None
             release(owners, token)
 
@@ -107,10 +98,10 @@ class RequestScope:
             if self._cleanups:
                 self.close()
             else:
-                token = self._token
+                token = self.lease_token
                 if token:  # _end_lease() in line: this runs on every request
-                    release, owners = self._release, self._owners
-                    self._token, self._owners, self._release = 0, None, None
+                    release, owners = self.lease_release, self.lease_owners
+                    self.lease_token, self.lease_owners, self.lease_release = 0, None, None
                     release(owners, token)  # type: ignore[misc]
         finally:
             if _local.scope is self:

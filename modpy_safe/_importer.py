@@ -203,10 +203,11 @@ def acquire_entry(entry: _Entry, scope: RequestScope, interval: float,
         # Written before this read; retire() writes 'retired' before it reads
         # the leases (see _resources.Owner.lease).
         if not inst.retired:
-            if scope.holds_lease():
+            if scope.lease_token:
                 scope.add_cleanup(functools.partial(_release, owners, token))
-            else:
-                scope.hold(owners, token, _release)  # released after the cleanups
+            else:  # released after the cleanups (see RequestScope)
+                scope.lease_owners, scope.lease_token, scope.lease_release = (
+                    owners, token, _release)
             return inst.module
         # Replaced between our read and our lease: release it and take the new one.
         _release(owners, token)

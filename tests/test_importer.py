@@ -97,6 +97,25 @@ def test_naive_connection_is_closed_when_the_last_old_request_ends(tmp_path, sco
     assert (record.generation, record.reloads, record.closed_for_old) == (2, 1, 1)
 
 
+def test_a_requests_leases_end_after_its_cleanups_and_once(tmp_path, scope_for):
+    app = write(tmp_path / "app.py", "X = 1\n")
+
+    def active() -> int:
+        return next(r for r in _importer.records() if r.path == str(app)).active
+
+    seen: list[int] = []
+    scope = scope_for()
+    with scope:
+        _importer.acquire(str(app), scope)
+        _importer.acquire(str(app), scope)  # a second lease in the same request
+        scope.add_cleanup(lambda: seen.append(active()))
+        assert active() == 2
+    assert seen == [2], "a cleanup ran after the instance's lease had ended"
+    assert active() == 0
+    scope.close()  # closing again releases nothing twice
+    assert active() == 0
+
+
 def test_naive_module_reloaded_many_times_keeps_one_connection(tmp_path, scope_for):
     app = write(tmp_path / "app.py", NAIVE.format(version=0))
     request(app, scope_for())
