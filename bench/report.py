@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Row", "table", "environment", "write_markdown"]
+__all__ = ["Row", "table", "environment", "write_markdown", "refresh_notes"]
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "notes.md"
@@ -157,3 +157,16 @@ the end come from `bench/notes.md`.
         text += f"\n{notes}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def refresh_notes(path: Path) -> None:
+    """Replace the notes at the end of an existing report with bench/notes.md as it is now.
+
+    The notes interpret the numbers; after a profiling session they can be
+    brought up to date without measuring everything again.
+    """
+    text = path.read_text()
+    cut = text.find("\n## Notes")
+    body = text if cut < 0 else text[:cut + 1]
+    notes = NOTES.read_text().strip() if NOTES.exists() else ""
+    path.write_text(body.rstrip("\n") + "\n" + (f"\n{notes}\n" if notes else ""))

@@ -497,7 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DOC,
                         help="where to write the Markdown report (default: docs/BENCHMARKS.md)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' directory")
+    parser.add_argument("--refresh-notes", action="store_true",
+                        help="only put the current bench/notes.md into the existing report")
     args = parser.parse_args(argv)
+    if args.refresh_notes:
+        report.refresh_notes(args.out)
+        print(f"notes in {args.out} replaced by bench/notes.md")
+        return 0
     # SIGTERM (timeout, a closed terminal) must still reach the finally blocks
     # that stop httpd and PostgreSQL, or their processes outlive the run.
     if threading.current_thread() is threading.main_thread():
