@@ -88,6 +88,8 @@ class RequestScope:
             assert release is not None
             release(owners, token)
 
+    # dispatch.handler repeats __enter__ and __exit__ in line (two calls fewer
+    # per request): change them together.
     def __enter__(self) -> "RequestScope":
         self.outer = _local.scope
         _local.scope = self

@@ -17,7 +17,7 @@ import types
 from typing import Any
 
 from . import _apache, _importer, _response, _routing
-from ._context import RequestScope
+from ._context import RequestScope, _local
 from ._errors import HTTPError
 from ._handler import Handler
 from ._options import Options, as_paths, options_for
@@ -74,7 +74,11 @@ def handler(req: Any) -> int:
     # autoreload_enabled read): httpd builds a new table object per call.
     config = req.get_config()
     debug = config.get("PythonDebug", "0") == "1"
-    with RequestScope(req, options, debug=debug) as scope:
+    scope = RequestScope(req, options, debug=debug)
+    # RequestScope.__enter__ and __exit__ in line: this runs on every request.
+    scope.outer = _local.scope
+    _local.scope = scope
+    try:
         try:
             hlist = req.hlist
             route = _routes.get((id(options), None if hlist.is_location
@@ -121,6 +125,19 @@ def handler(req: Any) -> int:
             if isinstance(exc, UnicodeDecodeError) and _undecodable_url(req):
                 exc = HTTPError(400, "The URL is not valid UTF-8 once percent-decoded.")
             return _response.handle_error(req, exc, debug=debug)
+    finally:
+        try:
+            if scope._cleanups:
+                scope.close()
+            else:
+                token = scope.lease_token
+                if token:
+                    release, owners = scope.lease_release, scope.lease_owners
+                    scope.lease_token, scope.lease_owners, scope.lease_release = 0, None, None
+                    release(owners, token)  # type: ignore[misc]
+        finally:
+            if _local.scope is scope:
+                _local.scope = scope.outer
 
 
 def _undecodable_url(req: Any) -> bool:
