@@ -15,9 +15,10 @@ import logging
 import os
 import re
 import select
+import sys
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import psycopg2
@@ -69,9 +70,17 @@ def check_alive(conn: Any) -> bool | None:
         return None
     # An idle connection has nothing to read; a readable socket means the server
     # closed it (restart, pg_terminate_backend) or sent a notice: ping to know.
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
+    fd = conn.fileno()
+    poller = _pollers.get(fd)
+    if poller is None:
+        # One poll object per descriptor number: it holds only the number, and a
+        # checked-out connection's descriptor is used by one thread at a time.
+        poller = _pollers[fd] = select.poll()
+        poller.register(fd, select.POLLIN)
     return None if poller.poll(0) else True
+
+
+_pollers: dict[int, Any] = {}
 
 
 def ping(conn: Any) -> bool:
@@ -393,48 +402,16 @@ class Database:
         """The mode in use (``persistent``, ``pooled``, ``per-request``); "" before first use."""
         return self._mode
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Any]:
-        """Yield a psycopg2 connection for the block (the same one when nested).
+    def connection(self) -> "_Connection":
+        """Return a context manager giving a psycopg2 connection for the block.
 
-        When the block ends it is given back: an open transaction is rolled
-        back (commit explicitly, or use :meth:`transaction`). In per-request
-        mode inside a request it stays with the request until the request ends.
+        ``with db.connection() as conn:`` — the same connection when nested in
+        one thread. When the block ends it is given back: an open transaction is
+        rolled back (commit explicitly, or use :meth:`transaction`). In
+        per-request mode inside a request it stays with the request until the
+        request ends.
         """
-        pool = self._pool or self._resolve()
-        local = self._local
-        entry = getattr(local, "entry", None)
-        if entry is not None:  # nested in this thread: the same connection
-            yield entry.conn
-            return
-        if self._mode == "per-request":
-            scope = current_scope()
-            if scope is not None:
-                entry = scope.data.get(self._key)
-                if entry is None:
-                    entry = pool.checkout()
-                    scope.data[self._key] = entry
-                    scope.add_cleanup(lambda: _end_request(pool, scope.data, self._key))
-                try:
-                    yield entry.conn
-                except psycopg2.OperationalError as exc:
-                    lost = self._lost(entry.conn, exc)
-                    if lost is None:
-                        raise
-                    raise lost from exc
-                return
-        entry = pool.checkout()
-        local.entry = entry
-        try:
-            yield entry.conn
-        except psycopg2.OperationalError as exc:
-            lost = self._lost(entry.conn, exc)
-            if lost is None:
-                raise
-            raise lost from exc
-        finally:
-            local.entry = None
-            pool.checkin(entry)
+        return _Connection(self)
 
     def _lost(self, conn: Any, exc: psycopg2.OperationalError) -> DatabaseUnavailable | None:
         """Return DatabaseUnavailable when ``exc`` broke the connection, else None.
@@ -450,22 +427,13 @@ class Database:
         return DatabaseUnavailable(
             f"Database {self.name!r} is unavailable: the connection was lost ({reason})")
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """Yield a cursor in a transaction: commit when the block ends, roll back if it raises."""
-        with self.connection() as conn:
-            cur = conn.cursor()
-            try:
-                yield cur
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    conn.rollback()
-                raise
-            else:
-                conn.commit()
-            finally:
-                with contextlib.suppress(Exception):
-                    cur.close()
+    def transaction(self) -> "_Transaction":
+        """Return a context manager giving a cursor in a transaction.
+
+        ``with db.transaction() as cur:`` commits when the block ends normally
+        and rolls back when it raises.
+        """
+        return _Transaction(self)
 
     def stats(self) -> dict[str, float]:
         """Return the counters (requests, waits, opened, discarded_*, in_use, idle, size...)."""
@@ -507,6 +475,97 @@ class Database:
     def __modpy_safe_close__(self) -> None:
         """Close this Database when the importer retires the module that declared it."""
         self.close()
+
+
+class _Connection:
+    """``with db.connection() as conn``: check a connection out, give it back after.
+
+    A class rather than a generator: this runs on every request that uses the
+    database, and a generator-based context manager costs several calls more.
+    """
+
+    __slots__ = ("db", "entry", "pool", "held")
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.entry: Any = None
+        self.pool: Pool[Any] | None = None
+        self.held = False  # True when this block checked the entry out and gives it back
+
+    def __enter__(self) -> Any:
+        db = self.db
+        pool = db._pool or db._resolve()
+        local = db._local
+        entry = getattr(local, "entry", None)
+        if entry is not None:  # nested in this thread: the same connection
+            self.entry = entry
+            return entry.conn
+        if db._mode == "per-request":
+            scope = current_scope()
+            if scope is not None:
+                entry = scope.data.get(db._key)
+                if entry is None:
+                    entry = pool.checkout()
+                    scope.data[db._key] = entry
+                    key = db._key
+                    scope.add_cleanup(lambda: _end_request(pool, scope.data, key))
+                self.entry = entry
+                return entry.conn
+        entry = pool.checkout()
+        local.entry = entry
+        self.entry, self.pool, self.held = entry, pool, True
+        return entry.conn
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        entry = self.entry
+        try:
+            if exc is not None and isinstance(exc, psycopg2.OperationalError):
+                lost = self.db._lost(entry.conn, exc)
+                if lost is not None:
+                    raise lost from exc
+        finally:
+            if self.held:
+                self.held = False
+                self.db._local.entry = None
+                assert self.pool is not None
+                self.pool.checkin(entry)
+
+
+class _Transaction:
+    """``with db.transaction() as cur``: commit on success, roll back on error."""
+
+    __slots__ = ("conn_cm", "conn", "cur")
+
+    def __init__(self, db: Database) -> None:
+        self.conn_cm = _Connection(db)
+        self.conn: Any = None
+        self.cur: Any = None
+
+    def __enter__(self) -> Any:
+        self.conn = self.conn_cm.__enter__()
+        try:
+            self.cur = self.conn.cursor()
+        except BaseException:
+            self.conn_cm.__exit__(*sys.exc_info())
+            raise
+        return self.cur
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            try:
+                if exc is None:
+                    self.conn.commit()
+                else:
+                    with contextlib.suppress(Exception):
+                        self.conn.rollback()
+            finally:
+                with contextlib.suppress(Exception):
+                    self.cur.close()
+        except BaseException:
+            # The commit failed: the connection block sees that error instead.
+            self.conn_cm.__exit__(*sys.exc_info())
+            raise
+        self.conn_cm.__exit__(exc_type, exc, tb)
 
 
 def _end_request(pool: Pool[Any], data: dict[str, Any], key: str) -> None:
