@@ -10,6 +10,11 @@ Interface used by the rest of modpy_safe:
     ``scope.options``. Raises FileNotFoundError for a missing file and
     :class:`ImportFailed` when no working version exists (or, with
     ``scope.debug``, when the newest version failed).
+``entry_for(path)`` and ``acquire_entry(entry, scope, interval, extra, *, autoreload)``
+    The same for callers that keep, per configuration, the file's entry, the
+    reload interval and the ``reload.path`` directories (the dispatcher, the
+    publisher): within the interval a request is one clock read and one lease.
+    The lease goes into the scope's ``lease_*`` slots and ends after its cleanups.
 ``import_module(path) -> module`` (public as ``modpy_safe.import_module``)
     For code in a handler file: the current instance of another file, relative
     to the caller's directory, recorded as the caller's dependency.

@@ -7,8 +7,11 @@ file (reloading it when it changed), and ``_response`` calls the target and
 turns its result or its exception into the HTTP answer.
 
 This function runs on every request, so it does only what must be done per
-request: options and targets are cached per configuration by the modules it
-calls, and no exception is raised on the normal path.
+request: options are cached per configuration by ``_options``, and for a
+section with ``modpy_safe.handler`` this module keeps a route per
+configuration (the target, the importer's entry for its file, the reload
+settings). A request then costs a few dict lookups, one clock read, a lease
+and the call; no exception is raised on the normal path.
 """
 from __future__ import annotations
 
