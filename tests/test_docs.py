@@ -483,10 +483,15 @@ _LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 
 
 def _anchors(doc: Path) -> set[str]:
-    """GitHub's anchors for the headings of ``doc``."""
+    """GitHub's anchors for the headings of ``doc`` (not for '#' lines inside code)."""
     found = set()
+    fence = ""
     for line in doc.read_text(encoding="utf-8").splitlines():
-        if _HEADING.match(line):
+        opened = _FENCE.match(line)
+        if opened and (not fence or opened["fence"].startswith(fence)):
+            fence = "" if fence else opened["fence"]
+            continue
+        if not fence and _HEADING.match(line):
             title = line.lstrip("#").strip().lower()
             found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
     return found
