@@ -4,12 +4,13 @@ PY      := .venv/bin/python
 MPM     ?= prefork
 PORT    ?= 8080
 STATE   ?= .run
+HANDLERS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help run stop test test-fast bench lint clean setup
 
 help:
-	@echo "make run    start the example site on http://127.0.0.1:$(PORT)/ (MPM=prefork|worker|event)"
+	@echo "make run    start the example site on http://127.0.0.1:$(PORT)/ (MPM=prefork|worker|event, HANDLERS=dir)"
 	@echo "make stop   stop what 'make run' started"
 	@echo "make test   run the whole test suite through real httpd and PostgreSQL"
 	@echo "make bench  side-by-side benchmarks against plain mod_python (QUICK=1 for a short run)"
@@ -19,7 +20,7 @@ setup:
 
 run:
 	@tools/bootstrap.sh run
-	@$(PY) apache/serve.py --mpm $(MPM) --port $(PORT) --state $(STATE)
+	@$(PY) apache/serve.py --mpm $(MPM) --port $(PORT) --state $(STATE) $(if $(HANDLERS),--handlers $(HANDLERS),)
 
 stop:
 	@$(PY) apache/serve.py --stop --state $(STATE)

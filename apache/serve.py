@@ -127,8 +127,9 @@ def check_readable(directory: Path) -> None:
         f"handlers in {directory}. modpy_safe serves them from the checkout so that an edit "
         f"shows on the next request; copying them would hide your edits. Either let "
         f"www-data in (for example 'chmod o+x' on each directory above the checkout and "
-        f"'chmod -R o+rX {directory}'), or put the checkout somewhere readable such as "
-        f"/srv or /opt and run 'make run' there."
+        f"'chmod -R o+rX {directory}'), put the checkout somewhere readable such as "
+        f"/srv or /opt and run 'make run' there, or serve a readable copy with "
+        f"'make run HANDLERS=/path/to/copy'."
     )
 
 
@@ -180,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--state", default=".run", help="directory for the database and logs")
     parser.add_argument("--stop", action="store_true", help="stop a running 'make run'")
+    parser.add_argument("--handlers", default=str(HANDLERS),
+                        help="the directory served as the site (default: the checkout's handlers/)")
     args = parser.parse_args(argv)
     state = Path(args.state).resolve()
+    handlers = Path(args.handlers).resolve()
     if args.stop:
         return _stop_running(state)
 
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     postgres: PostgresServer | None = None
     httpd: Httpd | None = None
     try:
-        check_readable(HANDLERS)
+        check_readable(handlers)
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o755)  # postgres and www-data must reach their directories
         pidfile.write_text(str(os.getpid()))
@@ -216,14 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         postgres.init()
         postgres.start()
         (state / "pg" / "port").write_text(str(postgres.port))
-        directory, options, extra = site_config(HANDLERS, postgres.dsn_for(APPLICATION_NAME))
-        httpd = Httpd(state / "httpd", mpm=args.mpm, port=args.port, docroot=HANDLERS,
+        directory, options, extra = site_config(handlers, postgres.dsn_for(APPLICATION_NAME))
+        httpd = Httpd(state / "httpd", mpm=args.mpm, port=args.port, docroot=handlers,
                       directory=directory, options=options, extra=extra, debug=True,
-                      purpose="make run")
+                      purpose="make run", preload=False)  # site_config preloads its own
         if not stopping:
             httpd.start()
         base = httpd.url("")
-        print(f"modpy_safe: serving {HANDLERS} under the {args.mpm} MPM")
+        print(f"modpy_safe: serving {handlers} under the {args.mpm} MPM")
         print(f"  app:        {base}/")
         print(f"  API:        {base}/api/notes")
         print(f"  status:     {base}/status")

@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 __all__ = [
     "PostgresServer", "PgBouncer", "Httpd", "Response", "MPMS", "free_port", "SetupError",
-    "make_tempdir", "running",
+    "make_tempdir", "readable_pythonpath", "running",
 ]
 
 MPMS = ("prefork", "worker", "event")
@@ -393,6 +393,11 @@ class Response:
         return self.headers.get(name.lower(), default)
 
 
+def readable_pythonpath(root: Path) -> str:
+    """Return a directory holding ``modpy_safe`` that httpd's ``User`` can read (see below)."""
+    return _readable_pythonpath(Path(root), _service_user("www-data"))
+
+
 def _readable_pythonpath(root: Path, www: pwd.struct_passwd | None) -> str:
     """Return a directory holding ``modpy_safe`` that httpd's ``User`` can read.
 
@@ -452,6 +457,7 @@ class Httpd:
         port: int | None = None,
         docroot: Path | None = None,
         purpose: str = "tests",
+        preload: bool = True,
     ) -> None:
         if mpm not in MPMS:
             raise ValueError(f"mpm must be one of {', '.join(MPMS)}, not {mpm!r}")
@@ -489,6 +495,10 @@ class Httpd:
             threads=str(self.threads),
             max_workers=str(processes * self.threads),
             max_connections_per_child=str(max_connections_per_child),
+            # What docs/deploying.md tells users: import the framework (and so
+            # psycopg2) when a child starts, before its threads race to it.
+            preload=("PythonImport modpy_safe.dispatch 127.0.0.1" if preload
+                     else "# no preload: the first requests import the framework"),
         )
         self.conf = self.root / "httpd.conf"
         self.error_log_path = self.root / "logs" / "error.log"

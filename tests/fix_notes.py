@@ -145,7 +145,7 @@ def notes_site(postgres: PostgresServer, mpm: str, request: Any = None,
     dsn = (f"host=127.0.0.1 port={postgres.port} dbname={dbname} user={postgres.role} "
            f"password={postgres.password} application_name={app_name}")
     directory, options, extra = serve.site_config(docroot, dsn)
-    httpd = Httpd(root / "httpd", mpm=mpm, docroot=docroot, directory=directory,
+    httpd = Httpd(root / "httpd", mpm=mpm, docroot=docroot, directory=directory, preload=False,
                   options=options, extra=extra, debug=True, purpose=f"the notes board ({mpm})",
                   **httpd_args)
     failed_before = request.session.testsfailed if request is not None else 0

@@ -47,7 +47,7 @@ def test_plain_mod_python_fails_a_cold_burst_baseline(httpd, mpm):
     failures = 0
     for _ in range(5):  # the race is timing-dependent; 5 fresh children are plenty
         server = httpd(mpm, threads=THREADS, directory="PythonHandler plainpg",
-                       files={"plainpg.py": PLAIN})
+                       files={"plainpg.py": PLAIN}, preload=False)
         statuses = _cold_burst(server, "/plainpg.py")
         log = server.error_log()
         server.stop()
@@ -69,6 +69,7 @@ def test_documented_preload_serves_every_cold_request(httpd, mpm):
                        "PythonOption modpy_safe.handler app.py"),
             extra="PythonImport modpy_safe.dispatch coldapp",
             files={"app.py": APP},
+            preload=False,  # only the documented lines, nothing from the harness
         )
         statuses = _cold_burst(server, "/app.py")
         assert statuses == [200] * THREADS, server.log_tail()

@@ -26,7 +26,14 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import pytest
 
-from modpy_safe.testing import CHECKOUT, Httpd, PostgresServer, Response, make_tempdir
+from modpy_safe.testing import (
+    CHECKOUT,
+    Httpd,
+    PostgresServer,
+    Response,
+    make_tempdir,
+    readable_pythonpath,
+)
 
 DOCUMENTS = sorted((CHECKOUT / "docs").glob("*.md")) + [CHECKOUT / "README.md"]
 DEFAULT_CONF = "PythonHandler modpy_safe.dispatch"
@@ -406,7 +413,8 @@ EXAMPLE_DSN = "host=127.0.0.1 dbname=notes user=notes password=change-me applica
 def _example_text(path: Path, root: Path) -> str:
     """The example with its /srv/notes paths pointing at a real copy under ``root``."""
     text = path.read_text(encoding="utf-8")
-    text = text.replace(f"{EXAMPLE_ROOT}/lib", str(CHECKOUT))
+    # The package where httpd's user can read it (a copy when the checkout is private).
+    text = text.replace(f"{EXAMPLE_ROOT}/lib", readable_pythonpath(root))
     return text.replace(EXAMPLE_ROOT, str(root))
 
 
@@ -457,7 +465,7 @@ def test_notes_site_example_serves_the_board(postgres: PostgresServer) -> None:
            f"password={postgres.password} application_name=docs-example")
     conf = _example_text(CHECKOUT / "apache" / "examples" / "notes-site.conf", root)
     assert EXAMPLE_DSN in conf
-    httpd = Httpd(root / "httpd", mpm="event", docroot=root / "handlers",
+    httpd = Httpd(root / "httpd", mpm="event", docroot=root / "handlers", preload=False,
                   extra=conf.replace(EXAMPLE_DSN, dsn), purpose="notes-site.conf")
     try:
         httpd.start()

@@ -31,13 +31,15 @@ from modpy_safe.testing import CHECKOUT, free_port, make_tempdir
 class MakeRun:
     """One ``make run`` in the background, its output in a file."""
 
-    def __init__(self, state: Path, port: int, mpm: str) -> None:
+    def __init__(self, state: Path, port: int, mpm: str, handlers: Path) -> None:
         self.state, self.port, self.mpm = state, port, mpm
         self.log = state.parent / f"make-run-{mpm}.log"
+        # The checkout's own handlers/ unless httpd cannot read them there.
+        served = [] if handlers == CHECKOUT / "handlers" else [f"HANDLERS={handlers}"]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 ["make", "--no-print-directory", "run", f"PORT={port}", f"STATE={state}",
-                 f"MPM={mpm}"],
+                 f"MPM={mpm}", *served],
                 cwd=CHECKOUT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
@@ -118,7 +120,23 @@ def fetch(url: str, data: Any = None) -> tuple[int, str, bytes]:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read()
 
 
-def check_reload_keeps_connections(state: Path, port: int) -> None:
+def served_handlers(tmp: Path) -> Path:
+    """Return the handlers/ that make run can serve: the checkout's, or a readable copy.
+
+    A checkout that httpd's user cannot read (under /root, say) makes 'make run'
+    refuse with a message (tested below); the run itself is then tested on a copy.
+    """
+    from fix_notes import copy_handlers
+
+    serve = load_serve()
+    if os.geteuid() != 0 or serve.unreadable_for(
+            serve.pwd.getpwnam("www-data"), CHECKOUT / "handlers") is None:
+        return CHECKOUT / "handlers"
+    copy_handlers(tmp / "handlers")
+    return tmp / "handlers"
+
+
+def check_reload_keeps_connections(state: Path, port: int, handlers: Path) -> None:
     """A changed file under handlers/ reloads on the next request, on the same connections.
 
     The test does not change the checkout's code: it bumps the modification time of
@@ -147,7 +165,7 @@ def check_reload_keeps_connections(state: Path, port: int) -> None:
         get("/health")
         before, connections = generation(), pg.count_connections(serve.APPLICATION_NAME)
         assert connections >= 1
-        health = CHECKOUT / "handlers" / "health.py"
+        health = handlers / "health.py"
         stamp = max(time.time_ns(), health.stat().st_mtime_ns + 1_000_000)
         os.utime(health, ns=(stamp, stamp))
         for _ in range(100):  # the file is checked at most once a second
@@ -183,10 +201,11 @@ def test_make_run_serves_the_urls_it_prints_and_stops_cleanly() -> None:
     tmp = make_tempdir("modpy_safe-make-run-")
     state = tmp / "state"
     port = free_port()
+    handlers = served_handlers(tmp)
     run: MakeRun | None = None
     try:
         # First run (event): the URLs answer; "make stop" from another terminal ends it.
-        run = MakeRun(state, port, "event")
+        run = MakeRun(state, port, "event", handlers)
         urls = run.wait_ready()
         base = f"http://127.0.0.1:{port}"
         assert urls == {"app": f"{base}/", "API": f"{base}/api/notes",
@@ -202,7 +221,7 @@ def test_make_run_serves_the_urls_it_prints_and_stops_cleanly() -> None:
         assert (status, ctype.split(";")[0]) == (200, "text/html"), report[:500]
         assert fetch(urls["health"])[0] == 200
         assert processes_using(state), "neither httpd nor postgres mention the state directory"
-        check_reload_keeps_connections(state, port)
+        check_reload_keeps_connections(state, port, handlers)
 
         stop = subprocess.run(["make", "--no-print-directory", "stop", f"STATE={state}"],
                               cwd=CHECKOUT, capture_output=True, text=True, timeout=120)
@@ -214,7 +233,7 @@ def test_make_run_serves_the_urls_it_prints_and_stops_cleanly() -> None:
         assert not (state / "serve.pid").exists()
 
         # Second run (prefork) on the same state: the data survived; Ctrl-C ends it.
-        run = MakeRun(state, port, "prefork")
+        run = MakeRun(state, port, "prefork", handlers)
         urls = run.wait_ready()
         status, _, listing = fetch(urls["API"])
         assert status == 200
