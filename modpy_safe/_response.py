@@ -17,8 +17,8 @@ Errors: :class:`~modpy_safe.HTTPError` (and :func:`redirect`) answer with their
 status and message; a :class:`~modpy_safe.DatabaseError` answers 503 with the
 reason, passwords masked; anything else answers 500 with a reference id, the
 traceback going to the error log under that id (and into the page too when
-``PythonDebug On``). ``mod_python.apache.SERVER_RETURN`` passes through to
-mod_python untouched, so code written for plain mod_python keeps working.
+``PythonDebug On``). ``mod_python.apache.SERVER_RETURN`` is answered the way
+mod_python answers it, so code written for plain mod_python keeps working.
 """
 from __future__ import annotations
 
@@ -226,6 +226,25 @@ def _is_server_return(exc: BaseException) -> bool:
     return cls.__name__ == "SERVER_RETURN" and cls.__module__ in ("_apache", "mod_python.apache")
 
 
+def server_return(req: Any, exc: BaseException) -> int:
+    """Answer ``apache.SERVER_RETURN`` exactly as mod_python's HandlerDispatch does.
+
+    Handled here rather than re-raised: mod_python raises it from C (``req.read()``
+    answering 411 or 413) with a class kept in a process-wide static, which is the
+    class of whichever interpreter initialized mod_python last. With two
+    interpreters made at child start (``PythonImport``), its ``except
+    SERVER_RETURN`` then misses it and the client gets 500.
+    """
+    args = exc.args
+    if len(args) == 2:
+        result, status = args
+        if status:
+            req.status = status
+    else:
+        result = args[0] if args else OK
+    return int(result)
+
+
 def known_dsns() -> list[str]:
     """Return the DSNs of the Databases this process knows, to mask their passwords."""
     try:
@@ -248,7 +267,7 @@ def known_dsns() -> list[str]:
 def handle_error(req: Any, exc: BaseException, *, debug: bool) -> int:
     """Answer a request whose handling raised ``exc`` (never a traceback unless ``debug``)."""
     if _is_server_return(exc):
-        raise exc  # mod_python's own protocol (util.redirect, apache.SERVER_RETURN)
+        return server_return(req, exc)
     if isinstance(exc, HTTPError):
         if not getattr(req, "sent_bodyct", 0):
             return send_error(req, exc.status, exc.message, headers=exc.headers)

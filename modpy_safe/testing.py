@@ -237,11 +237,14 @@ class PostgresServer:
         """A superuser DSN over the private Unix socket (trust authentication)."""
         return f"host={self.sockdir} port={self.port} dbname=postgres user=postgres"
 
-    def admin_execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run ``sql`` as superuser in autocommit and return the rows (if any)."""
+    def admin_execute(
+        self, sql: str, params: tuple[Any, ...] = (), *, dbname: str = "postgres"
+    ) -> list[tuple[Any, ...]]:
+        """Run ``sql`` as superuser in autocommit in ``dbname``; return the rows (if any)."""
         import psycopg2
 
-        conn = psycopg2.connect(self.admin_dsn, application_name="modpy_safe.testing")
+        dsn = self.admin_dsn.replace("dbname=postgres", f"dbname={dbname}")
+        conn = psycopg2.connect(dsn, application_name="modpy_safe.testing")
         try:
             conn.autocommit = True
             with conn.cursor() as cur:

@@ -48,18 +48,7 @@ class NotesSite:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run ``sql`` in the site's database as superuser and return the rows."""
-        import psycopg2
-
-        dsn = (f"host={self.postgres.sockdir} port={self.postgres.port} dbname={self.dbname} "
-               "user=postgres")
-        conn = psycopg2.connect(dsn, application_name="modpy_safe-tests")
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return list(cur.fetchall()) if cur.description else []
-        finally:
-            conn.close()
+        return self.postgres.admin_execute(sql, params, dbname=self.dbname)
 
     def expect(self, resp: Response, status: int) -> Response:
         """Assert ``resp`` has ``status``; the message shows the body and httpd's log."""

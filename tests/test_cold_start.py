@@ -4,7 +4,8 @@ Under worker and event, a fresh child serves its first requests on several
 threads at once. mod_python 3.5 imports the handler module in each of them
 without a lock, and psycopg2's first import in a sub-interpreter does not
 survive that: the child answers 500 with ``ImportError: cannot import name
-'encodings' from 'psycopg2._psycopg'``. docs/deploying.md tells users to import
+'encodings' from 'psycopg2._psycopg'`` (or, when another thread gets the module
+half-executed, "module ... contains no 'handler'"). docs/deploying.md tells users to import
 the framework when the child starts (``PythonInterpreter`` + ``PythonImport``);
 these tests pin the defect in plain mod_python and prove the cure.
 """
@@ -52,7 +53,10 @@ def test_plain_mod_python_fails_a_cold_burst_baseline(httpd, mpm):
         log = server.error_log()
         server.stop()
         if any(status == 500 for status in statuses):
-            assert "cannot import name 'encodings'" in log
+            # Two faces of the same unlocked import: psycopg2 half-initialized in a
+            # sub-interpreter, or the handler module handed out half-executed.
+            assert ("cannot import name 'encodings'" in log
+                    or "plainpg.py' contains no 'handler'" in log), log[-3000:]
             failures += 1
             break
     assert failures, "mod_python survived 5 cold bursts: re-check docs/deploying.md"
