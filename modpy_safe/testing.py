@@ -266,6 +266,29 @@ class PostgresServer:
         """Count the server's connections with ``application_name`` (pg_stat_activity)."""
         return len(self.backend_pids(application_name))
 
+    def settled_count(
+        self,
+        application_name: str,
+        *,
+        expected: int | None = None,
+        at_most: int | None = None,
+        tries: int = 200,
+    ) -> int:
+        """Count ``application_name``'s connections once the count is ``expected``
+        (or at most ``at_most``), polling a bounded number of times.
+
+        A backend leaves pg_stat_activity a moment after its client closed the
+        socket, so a count taken right after a close can still include it.
+        Returns the last count, settled or not: the caller asserts on it.
+        """
+        count = self.count_connections(application_name)
+        for _ in range(tries):
+            if (expected is None or count == expected) and (at_most is None or count <= at_most):
+                break
+            time.sleep(0.05)
+            count = self.count_connections(application_name)
+        return count
+
     def terminate(self, application_name: str) -> int:
         """Kill every backend with ``application_name``; return how many."""
         rows = self.admin_execute(

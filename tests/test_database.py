@@ -61,13 +61,7 @@ def backend_pid(db: Database) -> int:
 def settled_count(postgres: Any, app: str, expected: int) -> int:
     """Count ``app``'s server connections, polling (bounded) while they differ from
     ``expected``: a backend leaves pg_stat_activity a moment after its client closes."""
-    count = postgres.count_connections(app)
-    for _ in range(200):
-        if count == expected:
-            break
-        threading.Event().wait(0.01)
-        count = postgres.count_connections(app)
-    return count
+    return int(postgres.settled_count(app, expected=expected))
 
 
 def in_request(options: dict[str, str] | None = None) -> RequestScope:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -347,13 +346,7 @@ def index(req):
 
 def _settled(postgres: PostgresServer, app: str, expected: int, tries: int = 100) -> int:
     """Count ``app``'s connections, waiting (bounded) for closes still under way."""
-    count = postgres.count_connections(app)
-    for _ in range(tries):
-        if count == expected:
-            break
-        time.sleep(0.05)
-        count = postgres.count_connections(app)
-    return count
+    return postgres.settled_count(app, expected=expected, tries=tries)
 
 
 def test_reload_keeps_connection_count_flat(httpd: Any, mpm: str,

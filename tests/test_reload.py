@@ -67,13 +67,7 @@ def settle(postgres: Any, app: str, at_most: int, *, tries: int = 100) -> int:
 
     A backend leaves pg_stat_activity a moment after its client closed the socket.
     """
-    count = postgres.count_connections(app)
-    for _ in range(tries):
-        if count <= at_most:
-            return count
-        time.sleep(0.05)
-        count = postgres.count_connections(app)
-    return count
+    return int(postgres.settled_count(app, at_most=at_most, tries=tries))
 
 
 def test_edited_file_serves_new_code_and_unchanged_is_not_rerun(httpd, mpm, tmp_path):

@@ -165,8 +165,7 @@ def settle(postgres: PostgresServer, app: str, at_most: int, *, tries: int = 200
 
     A backend leaves pg_stat_activity a moment after its client closed the socket.
     """
-    poll(lambda: postgres.count_connections(app) <= at_most, tries=tries)
-    return postgres.count_connections(app)
+    return postgres.settled_count(app, at_most=at_most, tries=tries)
 
 
 def active_queries(postgres: PostgresServer, app: str, marker: str) -> int:
