@@ -1,16 +1,17 @@
 """modpy_safe.Database in plain Python against the private PostgreSQL."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
-import pickle
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
 import pytest
+from fix_fork import in_forked_child
 
 import modpy_safe
 from modpy_safe import (
@@ -62,6 +63,26 @@ def settled_count(postgres: Any, app: str, expected: int) -> int:
     """Count ``app``'s server connections, polling (bounded) while they differ from
     ``expected``: a backend leaves pg_stat_activity a moment after its client closes."""
     return int(postgres.settled_count(app, expected=expected))
+
+
+@contextlib.contextmanager
+def held_by_another_thread(db: Database) -> Iterator[None]:
+    """Keep one of ``db``'s connections checked out by another thread for the block."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.connection():
+            entered.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(30)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(30)
 
 
 def in_request(options: dict[str, str] | None = None) -> RequestScope:
@@ -203,23 +224,10 @@ def test_password_is_masked_also_as_libpq_decoded_it(make: Any) -> None:
 def test_exhaustion_raises_pool_timeout(postgres: Any, make: Any) -> None:
     db = make(postgres.dsn_for("db_exhaust"), name="exhaust", mode="pooled", pool_max=1,
               timeout=0.1)
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with db.connection():
-            entered.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert entered.wait(30)
-    try:
+    with held_by_another_thread(db):
         with pytest.raises(PoolTimeout, match="database 'exhaust'") as info:
             backend_pid(db)
         assert postgres.password not in str(info.value)
-    finally:
-        release.set()
-        holder.join(30)
     assert db.stats()["timeouts"] == 1
     backend_pid(db)
 
@@ -324,20 +332,9 @@ def test_reload_hands_over_the_same_object(postgres: Any, make: Any) -> None:
 def test_close_waits_for_checked_out_connections(postgres: Any, make: Any) -> None:
     db = make(postgres.dsn_for("db_close"), name="closing", mode="pooled", pool_max=2)
     backend_pid(db)
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with db.connection():
-            entered.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert entered.wait(30)
-    assert db.close(wait=0.05) is False  # bounded: gave up waiting, did not hang
-    assert settled_count(postgres, "db_close", 1) == 1  # the idle one is gone
-    release.set()
-    holder.join(30)
+    with held_by_another_thread(db):
+        assert db.close(wait=0.05) is False  # bounded: gave up waiting, did not hang
+        assert settled_count(postgres, "db_close", 1) == 1  # the idle one is gone
     assert settled_count(postgres, "db_close", 0) == 0
 
 
@@ -360,24 +357,15 @@ def test_forked_child_never_uses_nor_terminates_the_parents_connection(
         postgres: Any, make: Any) -> None:
     db = make(postgres.dsn_for("db_fork"), name="fork")
     parent_pid = backend_pid(db)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            child_pid = backend_pid(db)
-            stats = db.stats()
-            db.close(wait=0)
-            _pool._forsaken.clear()  # free the parent's objects: must not reach the server
-            gc.collect()
-            report: dict[str, Any] = {"pid": child_pid, "stats": stats}
-        except BaseException as exc:
-            report = {"error": repr(exc)}
-        os.write(write_end, pickle.dumps(report))
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        report = pickle.loads(reader.read())
-    os.waitpid(pid, 0)
+    def child() -> dict[str, Any]:
+        child_pid = backend_pid(db)
+        stats = db.stats()
+        db.close(wait=0)
+        _pool._forsaken.clear()  # free the parent's objects: must not reach the server
+        gc.collect()
+        return {"pid": child_pid, "stats": stats}
+
+    report = in_forked_child(child)
     assert "error" not in report, report
     assert report["pid"] != parent_pid and report["stats"]["discarded_fork"] == 1
     assert backend_pid(db) == parent_pid  # still alive and still the same one

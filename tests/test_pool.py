@@ -3,12 +3,12 @@ thread stress against the private PostgreSQL."""
 from __future__ import annotations
 
 import os
-import pickle
 import threading
 from typing import Any
 
 import psycopg2
 import pytest
+from fix_fork import in_forked_child
 
 from modpy_safe import DatabaseUnavailable, PoolClosed, PoolTimeout, _pool
 from modpy_safe._pool import COUNTERS, Pool
@@ -302,26 +302,17 @@ def test_child_process_abandons_the_parents_connections(driver: Driver) -> None:
     kept = pool.checkout()
     out = pool.checkout()
     pool.checkin(kept)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: report and leave without running any pytest code
-        try:
-            got = pool.checkout()
-            pool.checkin(out)  # made in the parent, given back in the child
-            report = {
-                "new": got.conn.number not in (kept.conn.number, out.conn.number),
-                "abandoned": [kept.conn.abandoned, out.conn.abandoned],
-                "closed": [kept.conn.closed, out.conn.closed],
-                "stats": pool.stats(),
-            }
-        except BaseException as exc:
-            report = {"error": repr(exc)}
-        os.write(write_end, pickle.dumps(report))
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        report = pickle.loads(reader.read())
-    os.waitpid(pid, 0)
+    def child() -> dict[str, Any]:
+        got = pool.checkout()
+        pool.checkin(out)  # made in the parent, given back in the child
+        return {
+            "new": got.conn.number not in (kept.conn.number, out.conn.number),
+            "abandoned": [kept.conn.abandoned, out.conn.abandoned],
+            "closed": [kept.conn.closed, out.conn.closed],
+            "stats": pool.stats(),
+        }
+
+    report = in_forked_child(child)
     assert "error" not in report, report
     assert report["new"] is True
     assert report["abandoned"] == [True, True] and report["closed"] == [False, False]
