@@ -110,9 +110,12 @@ def breakdown(req: StandInRequest, n: int) -> list[tuple[str, float]]:
     Mirrors modpy_safe/dispatch.py at the time of writing; a step whose
     internal API changed is reported as such instead of timed.
     """
-    from modpy_safe import _apache, _importer, _response, _routing
+    from modpy_safe import _apache
     from modpy_safe._context import RequestScope
     from modpy_safe._options import options_for
+    from modpy_safe.reload import importer as _importer
+    from modpy_safe.web import response as _response
+    from modpy_safe.web import routing as _routing
 
     options = options_for(req.get_options())
     target = _routing.resolve(req, options)

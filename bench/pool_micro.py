@@ -70,7 +70,7 @@ class PoolTiming:
 
 
 def _modpy_safe_loop(_dsn: str | None) -> tuple[Loop, Callable[[], None]]:
-    from modpy_safe._pool import Pool
+    from modpy_safe.db.pool import Pool
 
     pool: Any = Pool(StandInConnection, name="bench", max_size=POOL_SIZE)
 
@@ -86,8 +86,8 @@ def _hooked_pool_loop(dsn: str | None) -> tuple[Loop, Callable[[], None]]:
     """modpy_safe's Pool with the psycopg2 hooks Database gives it, on a real connection."""
     import psycopg2
 
-    from modpy_safe import _database as d
-    from modpy_safe._pool import Pool
+    from modpy_safe.db import database as d
+    from modpy_safe.db.pool import Pool
 
     real = _need(dsn)
     pool: Any = Pool(lambda: psycopg2.connect(real), name="bench-hooks", max_size=POOL_SIZE,

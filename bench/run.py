@@ -86,7 +86,7 @@ PARTS: dict[str, Callable[[], str | None]] = {
     "Handler": lambda: _import_problem("modpy_safe", "Handler"),
     "publisher": lambda: _import_problem("modpy_safe.publisher"),
     "Database": lambda: _import_problem("modpy_safe", "Database"),
-    "pool": lambda: _import_problem("modpy_safe._pool", "Pool"),
+    "pool": lambda: _import_problem("modpy_safe.db.pool", "Pool"),
 }
 
 

@@ -5,7 +5,6 @@ The public API is what this module lists in ``__all__``; everything in an
 """
 from __future__ import annotations
 
-from ._database import Database
 from ._errors import (
     ConfigError,
     DatabaseError,
@@ -16,10 +15,11 @@ from ._errors import (
     PoolClosed,
     PoolTimeout,
 )
-from ._handler import Handler
-from ._importer import ImportFailed, import_module
-from ._resources import register
-from ._response import Redirect, redirect
+from .db.database import Database
+from .reload.importer import ImportFailed, import_module
+from .reload.resources import register
+from .web.handler import Handler
+from .web.response import Redirect, redirect
 
 __version__ = "0.1.0"
 

@@ -19,11 +19,14 @@ import threading
 import types
 from typing import Any
 
-from . import _apache, _importer, _response, _routing
+from . import _apache
 from ._context import RequestScope, _local
 from ._errors import HTTPError
-from ._handler import Handler
 from ._options import Options, as_paths, options_for
+from .reload import importer as _importer
+from .web import response as _response
+from .web import routing as _routing
+from .web.handler import Handler
 
 __all__ = ["handler"]
 

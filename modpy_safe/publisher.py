@@ -18,10 +18,13 @@ import threading
 import time
 from typing import Any
 
-from . import _apache, _importer, _publish, _response
+from . import _apache
 from ._context import RequestScope
 from ._errors import HTTPError
 from ._options import Options, as_paths, as_seconds, options_for
+from .reload import importer as _importer
+from .web import publish as _publish
+from .web import response as _response
 
 __all__ = ["handler"]
 

@@ -25,9 +25,13 @@ import sys
 import time
 from typing import Any, Union
 
-from . import _apache, _database, _forms, _importer, _response
+from . import _apache
 from ._options import options_for
 from ._redact import scrub
+from .db import database as _database
+from .reload import importer as _importer
+from .web import forms as _forms
+from .web import response as _response
 
 __all__ = ["handler", "report", "as_networks", "DEFAULT_ALLOW"]
 

@@ -1,4 +1,4 @@
-"""The fault suite (issue 9): database faults, broken reloads, a soak, hostile requests, PgBouncer.
+"""The fault suite: database faults, broken reloads, a soak, hostile requests, PgBouncer.
 
 A package, so that pytest puts ``tests/`` on ``sys.path`` (for ``fix_notes``)
 and names these modules ``faults.*`` without clashing with ``tests/test_*.py``.

@@ -24,8 +24,8 @@ import sys
 import threading
 from typing import Any, NamedTuple
 
-from ._errors import ConfigError, HTTPError
-from ._options import Options
+from .._errors import ConfigError, HTTPError
+from .._options import Options
 
 __all__ = ["Target", "resolve", "find", "parse_spec", "OPTION"]
 

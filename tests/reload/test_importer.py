@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from fix_importer import FakeConnection, open_connections, write
 
-from modpy_safe import ConfigError, _importer, _resources
+from modpy_safe import ConfigError
 from modpy_safe._context import RequestScope, current_loading
 from modpy_safe._options import Options
+from modpy_safe.reload import importer as _importer
+from modpy_safe.reload import resources as _resources
 
 NAIVE = """\
     import fix_importer

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar
 
-from . import _forms
-from ._errors import HTTPError
+from .._errors import HTTPError
+from . import forms as _forms
 
 __all__ = ["Handler", "run", "is_handler_class"]
 
@@ -57,7 +57,7 @@ class Handler:
 
     Attributes: ``req`` (the mod_python request), ``path_info`` (the path
     after the handler file, ``""`` when none), ``args`` (query string and form
-    fields as :class:`~modpy_safe._forms.FormData`, parsed on first use).
+    fields as :class:`~modpy_safe.web.forms.FormData`, parsed on first use).
     """
 
     __module__ = "modpy_safe"

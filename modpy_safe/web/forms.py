@@ -44,9 +44,9 @@ from collections.abc import Iterator
 from typing import Any, Union
 from urllib.parse import parse_qsl, unquote
 
-from ._context import current_scope
-from ._errors import HTTPError
-from ._options import as_int
+from .._context import current_scope
+from .._errors import HTTPError
+from .._options import as_int
 
 __all__ = ["parse", "parse_query", "FormData", "Field", "FormValue", "MAX_FIELDS"]
 

@@ -30,9 +30,9 @@ import traceback
 from http import HTTPStatus
 from typing import Any, NoReturn
 
-from ._errors import DatabaseError, HTTPError
-from ._handler import Handler, run
-from ._redact import scrub
+from .._errors import DatabaseError, HTTPError
+from .._redact import scrub
+from .handler import Handler, run
 
 __all__ = ["call", "render", "handle_error", "send_error", "redirect", "Redirect", "OK", "DECLINED"]
 
@@ -248,7 +248,7 @@ def server_return(req: Any, exc: BaseException) -> int:
 def known_dsns() -> list[str]:
     """Return the DSNs of the Databases this process knows, to mask their passwords."""
     try:
-        from ._database import databases
+        from ..db.database import databases
     except ImportError:  # pragma: no cover - the module ships with the package
         return []
     found: list[str] = []

@@ -27,7 +27,7 @@ import time
 import weakref
 from typing import Any, Callable, Generic, TypeVar
 
-from ._errors import DatabaseUnavailable, PoolClosed, PoolTimeout
+from .._errors import DatabaseUnavailable, PoolClosed, PoolTimeout
 
 __all__ = ["Pool", "Entry", "COUNTERS", "DISCARD_CAUSES", "forsake"]
 

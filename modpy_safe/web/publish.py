@@ -23,8 +23,10 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, NamedTuple
 
-from . import _auth, _forms, _resources
-from ._errors import HTTPError
+from .._errors import HTTPError
+from ..reload import resources as _resources
+from . import auth as _auth
+from . import forms as _forms
 
 __all__ = [
     "Page", "locate", "locate_cached", "forget", "resolve", "traversable", "publishable", "call",
@@ -371,7 +373,7 @@ def is_callable(obj: Any) -> bool:
 def call(obj: Any, req: Any) -> Any:
     """Call ``obj`` with the form fields its parameters name; 400 when one is missing.
 
-    Fields come from :func:`modpy_safe._forms.parse`: a repeated field as a
+    Fields come from :func:`modpy_safe.web.forms.parse`: a repeated field as a
     list, an upload as its Field object. ``req`` goes to a parameter named
     ``req`` and, as in mod_python, into ``**kwargs``. ``req.form`` is set as
     mod_python sets it; for a function that takes no fields it is parsed only

@@ -4,7 +4,7 @@
 and never connects there. At first use it settles its settings (arguments in
 code first, then ``PythonOption modpy_safe.db.<name>.<setting>``, then
 defaults), picks the mode (auto: prefork → persistent, worker/event → pooled)
-and builds a :class:`~modpy_safe._pool.Pool` with the psycopg2 hooks defined
+and builds a :class:`~modpy_safe.db.pool.Pool` with the psycopg2 hooks defined
 first in this module (check, ping, reset, close, abandon after a fork). See
 docs/connections.md.
 """
@@ -24,12 +24,12 @@ from typing import Any, Callable
 import psycopg2
 import psycopg2.extensions as _ext
 
-from . import _apache
-from ._context import current_loading, current_options, current_scope
-from ._errors import ConfigError, DatabaseError, DatabaseUnavailable, PoolClosed
-from ._options import as_choice, as_int, as_seconds, check
-from ._pool import COUNTERS, Pool, forsake
-from ._redact import redact_dsn, scrub
+from .. import _apache
+from .._context import current_loading, current_options, current_scope
+from .._errors import ConfigError, DatabaseError, DatabaseUnavailable, PoolClosed
+from .._options import as_choice, as_int, as_seconds, check
+from .._redact import redact_dsn, scrub
+from .pool import COUNTERS, Pool, forsake
 
 __all__ = ["Database", "databases", "close_all", "MODES", "DEFAULTS"]
 

@@ -31,7 +31,7 @@ import types
 import weakref
 from typing import Any, Callable
 
-from ._errors import HTTPError
+from .._errors import HTTPError
 
 __all__ = ["AuthState", "Protection", "protection_of", "nests_protection", "check"]
 

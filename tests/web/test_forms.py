@@ -1,4 +1,4 @@
-"""modpy_safe._forms in plain Python, with a stand-in request (httpd tests are in test_dispatch)."""
+"""modpy_safe.web.forms in plain Python with a stand-in request (httpd tests: test_dispatch)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +8,8 @@ import pytest
 
 from modpy_safe import HTTPError
 from modpy_safe._context import RequestScope
-from modpy_safe._forms import Field, FormData, parse, parse_header, parse_multipart, parse_query
 from modpy_safe._options import Options
+from modpy_safe.web.forms import Field, FormData, parse, parse_header, parse_multipart, parse_query
 
 
 class Headers(dict):  # type: ignore[type-arg]

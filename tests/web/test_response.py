@@ -1,4 +1,4 @@
-"""modpy_safe._response, _handler and _routing in plain Python, with a stand-in request.
+"""modpy_safe.web.response, handler and routing in plain Python, with a stand-in request.
 
 The same behaviour is proven through httpd in test_dispatch.py; these tests
 pin the corner cases that are slow or awkward to reach through a server.
@@ -13,8 +13,8 @@ import pytest
 
 from modpy_safe import DatabaseUnavailable, Handler, HTTPError, redirect
 from modpy_safe._errors import ConfigError
-from modpy_safe._response import handle_error, looks_like_html, render
-from modpy_safe._routing import Target, find, parse_spec
+from modpy_safe.web.response import handle_error, looks_like_html, render
+from modpy_safe.web.routing import Target, find, parse_spec
 
 
 class StandInRequest:
@@ -202,7 +202,7 @@ def test_handler_routes_and_allow() -> None:
     assert Notes.routes == {"GET": "get", "HEAD": "get", "POST": "post", "OPTIONS": "options"}
     assert Notes.allow == "GET, HEAD, POST, OPTIONS"
     assert Custom.routes["HEAD"] == "head"
-    from modpy_safe._response import call
+    from modpy_safe.web.response import call
 
     req = StandInRequest("GET")
     call(req, Notes)

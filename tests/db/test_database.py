@@ -20,9 +20,9 @@ from modpy_safe import (
     DatabaseUnavailable,
     PoolClosed,
     PoolTimeout,
-    _database,
-    _pool,
 )
+from modpy_safe.db import database as _database
+from modpy_safe.db import pool as _pool
 from modpy_safe._apache import ServerFacts
 from modpy_safe._context import Loading, RequestScope
 from modpy_safe._options import Options

@@ -1,4 +1,4 @@
-"""The pool core (modpy_safe._pool) with a stand-in driver and a fake clock, plus a
+"""The pool core (modpy_safe.db.pool) with a stand-in driver and a fake clock, plus a
 thread stress against the private PostgreSQL."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import psycopg2
 import pytest
 from fix_fork import in_forked_child
 
-from modpy_safe import DatabaseUnavailable, PoolClosed, PoolTimeout, _pool
-from modpy_safe._pool import COUNTERS, Pool
+from modpy_safe import DatabaseUnavailable, PoolClosed, PoolTimeout
+from modpy_safe.db import pool as _pool
+from modpy_safe.db.pool import COUNTERS, Pool
 
 
 class FakeConn:

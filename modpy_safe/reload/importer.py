@@ -47,11 +47,12 @@ import traceback
 import types
 from typing import Any
 
-from . import _apache, _resources
-from ._context import Loading, RequestScope, current_scope
-from ._errors import ModpySafeError
-from ._options import Options, as_paths, as_seconds
-from ._redact import scrub
+from .. import _apache
+from .._context import Loading, RequestScope, current_scope
+from .._errors import ModpySafeError
+from .._options import Options, as_paths, as_seconds
+from .._redact import scrub
+from . import resources as _resources
 
 __all__ = ["acquire", "import_module", "records", "ImportFailed", "FileRecord", "ReloadError"]
 

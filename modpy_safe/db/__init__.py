@@ -1,0 +1,1 @@
+"""Connections: the driver-independent pool, ``Database`` and one module per driver."""
