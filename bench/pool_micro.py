@@ -70,9 +70,10 @@ class PoolTiming:
 
 
 def _modpy_safe_loop(_dsn: str | None) -> tuple[Loop, Callable[[], None]]:
+    from modpy_safe.db.driver import CallableDriver
     from modpy_safe.db.pool import Pool
 
-    pool: Any = Pool(StandInConnection, name="bench", max_size=POOL_SIZE)
+    pool: Any = Pool(CallableDriver(StandInConnection), name="bench", max_size=POOL_SIZE)
 
     def loop(n: int) -> None:
         checkout, checkin = pool.checkout, pool.checkin
@@ -84,14 +85,11 @@ def _modpy_safe_loop(_dsn: str | None) -> tuple[Loop, Callable[[], None]]:
 
 def _hooked_pool_loop(dsn: str | None) -> tuple[Loop, Callable[[], None]]:
     """modpy_safe's Pool with the psycopg2 hooks Database gives it, on a real connection."""
-    import psycopg2
-
-    from modpy_safe.db import database as d
     from modpy_safe.db.pool import Pool
+    from modpy_safe.db.psycopg2 import Psycopg2Driver
 
     real = _need(dsn)
-    pool: Any = Pool(lambda: psycopg2.connect(real), name="bench-hooks", max_size=POOL_SIZE,
-                     check=d.check_alive, reset=d.reset_rollback, close=d.close_quietly)
+    pool: Any = Pool(Psycopg2Driver(real), name="bench-hooks", max_size=POOL_SIZE)
 
     def loop(n: int) -> None:
         checkout, checkin = pool.checkout, pool.checkin

@@ -1,234 +1,41 @@
-"""``modpy_safe.Database``: psycopg2 connections handed out the right way for the MPM.
+"""``modpy_safe.Database``: connections handed out the right way for the MPM.
 
 ``db = Database(dsn, name="default", mode="auto")`` is declared at module level
 and never connects there. At first use it settles its settings (arguments in
 code first, then ``PythonOption modpy_safe.db.<name>.<setting>``, then
 defaults), picks the mode (auto: prefork → persistent, worker/event → pooled)
-and builds a :class:`~modpy_safe.db.pool.Pool` with the psycopg2 hooks defined
-first in this module (check, ping, reset, close, abandon after a fork). See
-docs/connections.md.
+and builds a :class:`~modpy_safe.db.pool.Pool` with the driver it names
+(``db/psycopg2.py`` by default; see ``db/driver.py``). Settings and the mode
+are settled in ``db/settings.py``. See docs/connections.md.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import re
-import select
 import sys
 import threading
 import weakref
-from collections.abc import Mapping
 from typing import Any, Callable
-
-import psycopg2
-import psycopg2.extensions as _ext
 
 from .. import _apache
 from .._context import current_loading, current_options, current_scope
-from .._errors import ConfigError, DatabaseError, DatabaseUnavailable, PoolClosed
-from .._options import as_choice, as_int, as_seconds, check
-from .._redact import redact_dsn, scrub
-from .pool import COUNTERS, Pool, forsake
+from .._errors import DatabaseError, DatabaseUnavailable, PoolClosed
+from .._redact import redact_dsn
+from .driver import driver_class
+from .pool import COUNTERS, Pool
+from .settings import DEFAULTS, MODES, settle, validate_given, warn_over_budget
 
 __all__ = ["Database", "databases", "close_all", "MODES", "DEFAULTS"]
 
 log = logging.getLogger("modpy_safe.pool")
 
-# ----------------------------------------------------------- psycopg2 hooks
-# libpq waits forever for an unreachable host unless told otherwise.
-CONNECT_TIMEOUT = 5
-_IDLE = _ext.TRANSACTION_STATUS_IDLE
-_DIRTY = (_ext.TRANSACTION_STATUS_INTRANS, _ext.TRANSACTION_STATUS_INERROR)
-
-
-def validate_dsn(raw: str) -> str:
-    """Accept a libpq DSN or URI that libpq can parse."""
-    if not raw.strip():
-        raise ValueError("allowed: a libpq string such as 'host=... dbname=...' or a URI")
-    try:
-        _ext.parse_dsn(raw)
-    except psycopg2.ProgrammingError as exc:
-        # libpq quotes the part it choked on, which may be the password.
-        reason = scrub(str(exc).strip(), raw)
-        raise ValueError(f"allowed: a libpq connection string or URI ({reason})") from None
-    return raw
-
-
-def connect_with_defaults(dsn: str, connect: Callable[[str], Any] | None) -> Any:
-    """Open a connection; add connect_timeout unless the DSN or PGCONNECT_TIMEOUT sets it."""
-    if "connect_timeout" not in _ext.parse_dsn(dsn) and "PGCONNECT_TIMEOUT" not in os.environ:
-        dsn = _ext.make_dsn(dsn, connect_timeout=CONNECT_TIMEOUT)
-    return (connect or psycopg2.connect)(dsn)
-
-
-def check_alive(conn: Any) -> bool | None:
-    """Cheap local check: False when closed, None when doubtful (data waiting on an idle socket)."""
-    if conn.closed:
-        return False
-    if conn.get_transaction_status() != _IDLE:
-        return None
-    # An idle connection has nothing to read; a readable socket means the server
-    # closed it (restart, pg_terminate_backend) or sent a notice: ping to know.
-    fd = conn.fileno()
-    poller = _pollers.get(fd)
-    if poller is None:
-        # One poll object per descriptor number: it holds only the number, and a
-        # checked-out connection's descriptor is used by one thread at a time.
-        poller = _pollers[fd] = select.poll()
-        poller.register(fd, select.POLLIN)
-    return None if poller.poll(0) else True
-
-
-_pollers: dict[int, Any] = {}
-
-
-def ping(conn: Any) -> bool:
-    """Make one round trip (SELECT 1); return False when the connection is dead."""
-    try:
-        if conn.closed:
-            return False
-        if conn.get_transaction_status() != _IDLE:
-            conn.rollback()
-        autocommit = conn.autocommit
-        conn.autocommit = True  # one round trip, no BEGIN/ROLLBACK around it
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                cur.fetchone()
-        finally:
-            conn.autocommit = autocommit
-        return True
-    except Exception:
-        return False
-
-
-def reset_rollback(conn: Any) -> bool:
-    """Roll back what a request left open; restore psycopg2's session defaults.
-
-    Return True when a transaction had to be rolled back; raise when the
-    connection's state is unknown (the pool then closes it).
-    """
-    if conn.closed:
-        raise psycopg2.InterfaceError("connection already closed")
-    status = conn.get_transaction_status()
-    dirty = status in _DIRTY
-    if dirty:
-        conn.rollback()
-    elif status != _IDLE:  # ACTIVE (a query still running) or UNKNOWN (broken)
-        raise psycopg2.InterfaceError(f"connection in state {status} cannot be reused")
-    if conn.autocommit or conn.readonly is not None or conn.deferrable is not None or (
-        conn.isolation_level is not None
-    ):
-        conn.set_session(isolation_level="DEFAULT", readonly="DEFAULT", deferrable="DEFAULT",
-                         autocommit=False)
-    return dirty
-
-
-def reset_discard(conn: Any) -> bool:
-    """Like :func:`reset_rollback`, then DISCARD ALL (which cannot run in a transaction)."""
-    dirty = reset_rollback(conn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("DISCARD ALL")
-    finally:
-        conn.autocommit = False
-    return dirty
-
-
-def close_quietly(conn: Any) -> None:
-    """Close ``conn``; a connection that is already broken needs nothing more."""
-    with contextlib.suppress(Exception):
-        conn.close()
-
-
-def abandon(conn: Any) -> None:
-    """In a forked child: detach ``conn`` from the parent's socket without telling the server.
-
-    The child's copy of the socket is replaced by /dev/null, so nothing the
-    child does with the object (a ``close()`` sends libpq's Terminate message)
-    can reach the server and end the parent's session; psycopg2 itself skips
-    that message when a child merely frees it. The object is kept, never
-    closed, in case a thread that no longer exists held its lock at the fork.
-    """
-    with contextlib.suppress(Exception):
-        fd = conn.fileno()
-        null = os.open(os.devnull, os.O_RDWR)
-        try:
-            os.dup2(null, fd)
-        finally:
-            os.close(null)
-    forsake(conn)
-
-
-def budget_limit(conn: Any) -> tuple[int, int, int]:
-    """Return (usable, max_connections, superuser_reserved_connections) of the server."""
-    autocommit = conn.autocommit
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT current_setting('max_connections')::int, "
-                        "current_setting('superuser_reserved_connections')::int")
-            max_conn, reserved = cur.fetchone()
-    finally:
-        conn.autocommit = autocommit
-    return max_conn - reserved, max_conn, reserved
-
-
-MODES = ("auto", "persistent", "pooled", "per-request")
-
-#: Defaults of the settings; pool_max None means "from the MPM" (ThreadsPerChild).
-DEFAULTS: dict[str, Any] = {
-    "dsn": None, "mode": "auto", "pool_min": 0, "pool_max": None, "timeout": 10.0,
-    "max_lifetime": 3600.0, "max_idle": 600.0, "ping_after": 10.0, "reset": "rollback",
-}
-#: pool_max outside httpd, where there is no ThreadsPerChild to follow.
-POOL_MAX_OUTSIDE_HTTPD = 10
 # Seconds close() waits for checked-out connections (child exit, retirement).
 CLOSE_WAIT = 3.0
-
-_CASTS: dict[str, Callable[[str], Any]] = {
-    "dsn": validate_dsn,
-    "mode": as_choice(*MODES),
-    "pool_min": as_int(minimum=0, maximum=10000),
-    "pool_max": as_int(minimum=1, maximum=10000),
-    "timeout": as_seconds(minimum=0, maximum=3600),
-    "max_lifetime": as_seconds(minimum=0),
-    "max_idle": as_seconds(minimum=0),
-    "ping_after": as_seconds(minimum=0),
-    "reset": as_choice("rollback", "discard"),
-}
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 _registry: "weakref.WeakSet[Database]" = weakref.WeakSet()
 _exit_hook_pid = 0
 _exit_hook_lock = threading.Lock()
-
-
-def _validate_given(name: object, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the arguments given in code; return the ones that were given."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(
-            f"Database argument name has value {name!r}: allowed: letters, digits, '_' and '-' "
-            f"(it is part of the option names modpy_safe.db.<name>.<setting>)."
-        )
-    given: dict[str, Any] = {}
-    for key, value in values.items():
-        if value is None or (key == "mode" and value == "auto"):
-            continue
-        label = f"Database(name={name!r}) argument {key}"
-        if key == "dsn":
-            if not isinstance(value, str):
-                raise ConfigError(
-                    f"{label} must be a str (a libpq DSN or URI), not {type(value).__name__}."
-                )
-            given[key] = check(label, value, _CASTS[key], shown=redact_dsn(value))
-        elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{label} has value {value!r}: allowed: a number or a string.")
-        else:
-            given[key] = check(label, str(value), _CASTS[key])
-    return given
 
 
 class Database:
@@ -237,9 +44,10 @@ class Database:
     ``dsn`` is a libpq connection string or URI. ``name`` names it in options
     (``PythonOption modpy_safe.db.<name>.<setting>``), errors and the status
     page. ``mode`` is ``auto``, ``persistent``, ``pooled`` or ``per-request``;
-    the other settings are described in docs/connections.md. Arguments given
-    here win over options. ``connect`` replaces ``psycopg2.connect`` (called
-    with the DSN), ``facts`` replaces the MPM facts of httpd (plain Python
+    ``driver`` names the driver (``psycopg2``, the default); the other settings
+    are described in docs/connections.md. Arguments given here win over
+    options. ``connect`` replaces the driver's connect function (called with
+    the DSN), ``facts`` replaces the MPM facts of httpd (plain Python
     defaults to persistent).
 
     Declared again while its module is reloaded, with the same name and
@@ -255,7 +63,7 @@ class Database:
         unknown = set(kwargs) - set(DEFAULTS)
         if unknown:
             raise TypeError(f"Database() got unexpected arguments: {', '.join(sorted(unknown))}")
-        given = _validate_given(name, dict(kwargs, dsn=dsn))
+        given = validate_given(name, dict(kwargs, dsn=dsn))
         identity = (given, connect, facts)
         loading = current_loading()
         if loading is not None and loading.predecessor:
@@ -273,6 +81,7 @@ class Database:
         *,
         name: str = "default",
         mode: str = "auto",
+        driver: str | None = None,
         pool_min: int | None = None,
         pool_max: int | None = None,
         timeout: float | None = None,
@@ -289,6 +98,7 @@ class Database:
         self._given, self._connect_fn, self._facts = self._identity
         self._lock = threading.Lock()
         self._pool: Pool[Any] | None = None
+        self._driver: Any = None
         self._settings: dict[str, Any] = {}
         self._mode = ""
         self._closed = False
@@ -312,41 +122,17 @@ class Database:
             if self._closed:
                 raise PoolClosed(f"Database {self.name!r} is closed.")
             _apache.install_logging()
-            options = current_options()
-            settings = dict(DEFAULTS)
-            for key in DEFAULTS:
-                if key in self._given:
-                    settings[key] = self._given[key]
-                elif options is not None:
-                    value = options.get(f"db.{self.name}.{key}", _CASTS[key], None)
-                    if value is not None:
-                        settings[key] = value
-            if not settings["dsn"]:
-                raise ConfigError(
-                    f"Database {self.name!r} has no DSN: pass it as Database(dsn, ...) or set "
-                    f"'PythonOption modpy_safe.db.{self.name}.dsn \"host=... dbname=...\"'."
-                )
             facts = self._facts
             if facts is None and _apache.in_httpd():
                 facts = _apache.server_facts()
-            mode = settings["mode"]
-            if mode == "auto":
-                mode = "pooled" if facts is not None and facts.threaded else "persistent"
-            threads = facts.threads_per_child if facts is not None else POOL_MAX_OUTSIDE_HTTPD
-            if mode == "persistent":
-                size = 1
-            else:
-                size = settings["pool_max"] or threads
-            settings["pool_max"] = size
-            if settings["pool_min"] > size:
-                raise ConfigError(
-                    f"Database {self.name!r}: pool_min ({settings['pool_min']}) is larger than "
-                    f"pool_max ({size}); allowed: pool_min at most pool_max."
-                )
-            dsn = settings["dsn"]
-            discard = settings["reset"] == "discard"
+            settings, mode = settle(self.name, self._given, current_options(), facts)
+            driver = driver_class(settings["driver"])(
+                settings["dsn"], discard=settings["reset"] == "discard",
+                connect=self._connect_fn)
+            self._driver = driver
+            size = settings["pool_max"]
             self._pool = Pool(
-                lambda: self._open_connection(dsn),
+                _BudgetedConnect(self, driver),
                 name=self.name,
                 max_size=size,
                 min_size=min(settings["pool_min"], size),
@@ -355,46 +141,10 @@ class Database:
                 max_idle=settings["max_idle"] or None,
                 ping_after=settings["ping_after"],
                 keep=mode != "per-request",
-                check=check_alive,
-                ping=ping,
-                reset=reset_discard if discard else reset_rollback,
-                close=close_quietly,
-                abandon=abandon,
-                describe_error=lambda exc: _describe_error(exc, dsn),
             )
             self._settings, self._mode, self._facts_used = settings, mode, facts
             _register_exit_hook()
             return self._pool
-
-    def _open_connection(self, dsn: str) -> Any:
-        conn = connect_with_defaults(dsn, self._connect_fn)
-        if self._budget_pid != os.getpid():
-            self._budget_pid = os.getpid()
-            self._check_budget(conn)
-        return conn
-
-    def _check_budget(self, conn: Any) -> None:
-        """Warn once if every process opening its maximum could exceed max_connections."""
-        facts = self._facts_used
-        if facts is None:
-            return
-        per_process = self._pool.max_size if self._pool is not None else 1
-        worst = facts.max_processes * per_process
-        try:
-            limit, max_conn, reserved = budget_limit(conn)
-        except Exception as exc:  # the check must never fail a request
-            log.info("database %r: could not read max_connections (%s)", self.name,
-                     _describe_error(exc, self._settings.get("dsn")))
-            return
-        if worst > limit:
-            log.warning(
-                "database %r (%s) may open up to %d connections (%d processes x %d) but the "
-                "server accepts %d (max_connections %d - %d superuser_reserved_connections): "
-                "%d too many. Lower pool_max (PythonOption modpy_safe.db.%s.pool_max), lower "
-                "MaxRequestWorkers/ServerLimit, or put PgBouncer in transaction mode in between.",
-                self.name, self._mode, worst, facts.max_processes, per_process, limit,
-                max_conn, reserved, worst - limit, self.name,
-            )
 
     # ------------------------------------------------------------ public API
     @property
@@ -403,7 +153,7 @@ class Database:
         return self._mode
 
     def connection(self) -> "_Connection":
-        """Return a context manager giving a psycopg2 connection for the block.
+        """Return a context manager giving a connection of the driver for the block.
 
         ``with db.connection() as conn:`` — the same connection when nested in
         one thread. When the block ends it is given back: an open transaction is
@@ -413,7 +163,7 @@ class Database:
         """
         return _Connection(self)
 
-    def _lost(self, conn: Any, exc: psycopg2.OperationalError) -> DatabaseUnavailable | None:
+    def _lost(self, conn: Any, exc: BaseException) -> DatabaseUnavailable | None:
         """Return DatabaseUnavailable when ``exc`` broke the connection, else None.
 
         The server went away in the middle of the request (a restart, a
@@ -421,9 +171,9 @@ class Database:
         an HTTP 503, not a bug in the handler (500). The error stays a
         psycopg2.OperationalError, so existing except clauses still catch it.
         """
-        if not conn.closed or isinstance(exc, DatabaseError):
+        if isinstance(exc, DatabaseError) or not self._driver.is_lost(conn, exc):
             return None
-        reason = _describe_error(exc, self._settings.get("dsn"))
+        reason = self._driver.describe_error(exc)
         return DatabaseUnavailable(
             f"Database {self.name!r} is unavailable: the connection was lost ({reason})")
 
@@ -477,6 +227,31 @@ class Database:
         self.close()
 
 
+class _BudgetedConnect:
+    """The database's driver, with the connection budget checked at each process's first connect.
+
+    The hooks are the driver's own bound methods, so the pool's calls cost
+    nothing more; only ``connect`` is wrapped.
+    """
+
+    def __init__(self, db: Database, driver: Any) -> None:
+        self.db, self.driver, self.name = db, driver, driver.name
+        self.check, self.ping, self.reset = driver.check, driver.ping, driver.reset
+        self.close, self.abandon = driver.close, driver.abandon
+        self.describe_error = driver.describe_error
+
+    def connect(self) -> Any:
+        conn = self.driver.connect()
+        db = self.db
+        if db._budget_pid != os.getpid():
+            db._budget_pid = os.getpid()
+            facts, pool = db._facts_used, db._pool
+            if facts is not None:
+                warn_over_budget(db.name, db._mode, self.driver, conn, facts,
+                                 pool.max_size if pool is not None else 1)
+        return conn
+
+
 class _Connection:
     """``with db.connection() as conn``: check a connection out, give it back after.
 
@@ -519,7 +294,7 @@ class _Connection:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         entry = self.entry
         try:
-            if exc is not None and isinstance(exc, psycopg2.OperationalError):
+            if exc is not None:
                 lost = self.db._lost(entry.conn, exc)
                 if lost is not None:
                     raise lost from exc
@@ -573,16 +348,6 @@ def _end_request(pool: Pool[Any], data: dict[str, Any], key: str) -> None:
     if entry is not None:
         pool.checkin(entry)
 
-
-def _describe_error(exc: BaseException, dsn: str | None) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = scrub(text, dsn)
-    with contextlib.suppress(Exception):
-        # A URI's password is percent-encoded; libpq sees (and may quote) it decoded.
-        password = _ext.parse_dsn(dsn or "").get("password") or ""
-        if len(password) >= 3:
-            text = text.replace(password, "***")
-    return text
 
 
 def databases() -> list[Database]:

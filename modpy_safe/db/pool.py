@@ -1,13 +1,14 @@
 """The connection pool core: bounded, thread-safe, fork-aware, no background threads.
 
-The core knows nothing about httpd and little about the driver: it is given a
-``connect()`` callable (as DBUtils' ``steady_db`` is) and optional hooks to
-check, ping, reset, close and abandon a connection. :class:`~modpy_safe.Database`
-builds one :class:`Pool` per database and supplies the psycopg2 hooks.
+The core knows nothing about httpd and little about the driver: it is given one
+driver object (:class:`~modpy_safe.db.driver.Driver`) that opens connections
+(``connect()``, passed in as DBUtils' ``steady_db`` passes its creator) and
+checks, pings, resets, closes and abandons them. :class:`~modpy_safe.Database`
+builds one :class:`Pool` per database with the driver it names.
 
 Names (used by the benchmark):
 
-* ``Pool(connect, *, name, max_size, ...)`` — the pool.
+* ``Pool(driver, *, name, max_size, ...)`` — the pool.
 * ``Pool.checkout(timeout=None) -> Entry`` — take a connection (``entry.conn``).
 * ``Pool.checkin(entry)`` — give it back; always frees the slot.
 * ``Pool.close(wait=3.0) -> bool`` — refuse new checkouts, close what comes back.
@@ -25,9 +26,10 @@ import random
 import threading
 import time
 import weakref
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._errors import DatabaseUnavailable, PoolClosed, PoolTimeout
+from .driver import Driver, forsake
 
 __all__ = ["Pool", "Entry", "COUNTERS", "DISCARD_CAUSES", "forsake"]
 
@@ -54,9 +56,6 @@ getpid = os.getpid
 
 # Pools alive in this process, so the fork hook can fix them up in the child.
 _pools: "weakref.WeakSet[Pool[Any]]" = weakref.WeakSet()
-# Connections of a parent process that the child must never touch nor free
-# (freeing a psycopg2 connection sends the server a Terminate message).
-_forsaken: list[object] = []
 
 
 class Entry(Generic[Conn]):
@@ -73,17 +72,10 @@ class Entry(Generic[Conn]):
         self.out = True
 
 
-def forsake(conn: object) -> None:
-    """Keep ``conn`` referenced until the process ends, so it is never freed (or closed)."""
-    _forsaken.append(conn)
-
-
-def _ignore(_conn: object) -> None:
-    return None
 
 
 class Pool(Generic[Conn]):
-    """A bounded pool of connections made by ``connect``.
+    """A bounded pool of connections opened by ``driver`` (see :class:`~.driver.Driver`).
 
     ``max_size`` connections at most are open; ``min_size`` idle ones are kept
     even when they sat unused for ``max_idle`` seconds. A checkout that finds
@@ -93,7 +85,7 @@ class Pool(Generic[Conn]):
     ``max_idle``; ``None`` means no limit. ``keep=False`` closes every
     connection when it comes back (per-request connections).
 
-    Hooks, all optional: ``check(conn)`` is a cheap local test run at every
+    The driver's hooks: ``check(conn)`` is a cheap local test run at every
     reuse (True: fine, False: broken, None: doubtful, ping it); ``ping(conn)``
     makes one round trip and returns False when the connection is dead; it also
     runs when a connection was idle ``ping_after`` seconds. ``reset(conn)``
@@ -106,7 +98,7 @@ class Pool(Generic[Conn]):
 
     def __init__(
         self,
-        connect: Callable[[], Conn],
+        driver: Driver[Conn],
         *,
         name: str = "default",
         max_size: int,
@@ -116,12 +108,6 @@ class Pool(Generic[Conn]):
         max_idle: float | None = None,
         ping_after: float | None = None,
         keep: bool = True,
-        check: Callable[[Conn], bool | None] | None = None,
-        ping: Callable[[Conn], bool] | None = None,
-        reset: Callable[[Conn], bool] | None = None,
-        close: Callable[[Conn], None] | None = None,
-        abandon: Callable[[Conn], None] | None = None,
-        describe_error: Callable[[BaseException], str] | None = None,
     ) -> None:
         if not isinstance(max_size, int) or max_size < 1:
             raise ValueError(f"max_size must be a whole number of at least 1, not {max_size!r}")
@@ -130,7 +116,9 @@ class Pool(Generic[Conn]):
         if timeout < 0:
             raise ValueError(f"timeout must be at least 0 seconds, not {timeout!r}")
         self.name = name
-        self._connect = connect
+        self.driver = driver
+        # The hooks as bound methods, looked up once: checkout and checkin call them.
+        self._connect = driver.connect
         self.max_size = max_size
         self.min_size = min_size
         self.timeout = timeout
@@ -138,12 +126,12 @@ class Pool(Generic[Conn]):
         self.max_idle = max_idle
         self.ping_after = ping_after
         self.keep = keep
-        self._check = check
-        self._ping = ping
-        self._reset = reset
-        self._close = close or _ignore
-        self._abandon = abandon or forsake
-        self._describe = describe_error or (lambda exc: f"{type(exc).__name__}: {exc}")
+        self._check = driver.check
+        self._ping = driver.ping
+        self._reset = driver.reset
+        self._close = driver.close
+        self._abandon = driver.abandon
+        self._describe = driver.describe_error
         # One threshold for the fast path: past it, the slow path sorts out
         # whether the connection needs a ping or a replacement.
         limits = [x for x in (max_idle, ping_after) if x is not None]
@@ -197,7 +185,7 @@ class Pool(Generic[Conn]):
         now = monotonic()
         if now >= entry.expires or now - entry.last_used >= self._suspect_after:
             return self._revalidate(entry, now)
-        if self._check is not None and self._check(entry.conn) is not True:
+        if self._check(entry.conn) is not True:
             return self._revalidate(entry, now)
         return entry
 
@@ -247,13 +235,13 @@ class Pool(Generic[Conn]):
         elif self.max_idle is not None and now - entry.last_used >= self.max_idle:
             cause = "idle"
         else:
-            verdict = self._check(entry.conn) if self._check is not None else True
+            verdict = self._check(entry.conn)
             if verdict is False:
                 cause = "error"
             elif verdict is None or (
                 self.ping_after is not None and now - entry.last_used >= self.ping_after
             ):
-                if self._ping is not None and not self._ping(entry.conn):
+                if not self._ping(entry.conn):
                     cause = "ping"
         if cause is None:
             return entry
@@ -325,11 +313,10 @@ class Pool(Generic[Conn]):
             raise RuntimeError(f"a connection was given back twice to database {self.name!r}")
         entry.out = False
         dirty = failed = False
-        if self._reset is not None:
-            try:
-                dirty = self._reset(entry.conn)
-            except Exception:
-                failed = True
+        try:
+            dirty = self._reset(entry.conn)
+        except Exception:
+            failed = True
         now = monotonic()
         stale: Entry[Conn] | None = None
         with self._lock:

@@ -21,11 +21,11 @@ from modpy_safe import (
     PoolClosed,
     PoolTimeout,
 )
-from modpy_safe.db import database as _database
-from modpy_safe.db import pool as _pool
 from modpy_safe._apache import ServerFacts
 from modpy_safe._context import Loading, RequestScope
 from modpy_safe._options import Options
+from modpy_safe.db import database as _database
+from modpy_safe.db import driver as _driver
 
 
 def facts(mpm: str, threads: int = 1, processes: int = 2) -> ServerFacts:
@@ -361,7 +361,7 @@ def test_forked_child_never_uses_nor_terminates_the_parents_connection(
         child_pid = backend_pid(db)
         stats = db.stats()
         db.close(wait=0)
-        _pool._forsaken.clear()  # free the parent's objects: must not reach the server
+        _driver._forsaken.clear()  # free the parent's objects: must not reach the server
         gc.collect()
         return {"pid": child_pid, "stats": stats}
 

@@ -12,7 +12,9 @@ from fix_fork import in_forked_child
 
 from modpy_safe import DatabaseUnavailable, PoolClosed, PoolTimeout
 from modpy_safe.db import pool as _pool
+from modpy_safe.db.driver import BaseDriver
 from modpy_safe.db.pool import COUNTERS, Pool
+from modpy_safe.db.psycopg2 import Psycopg2Driver
 
 
 class FakeConn:
@@ -29,7 +31,7 @@ class FakeConn:
         self.broken = False
 
 
-class Driver:
+class Driver(BaseDriver[FakeConn]):
     """connect/close/ping/reset hooks over FakeConn, with failure switches."""
 
     def __init__(self) -> None:
@@ -62,8 +64,10 @@ class Driver:
     def pool(self, **kw: Any) -> Pool[FakeConn]:
         kw.setdefault("max_size", 2)
         kw.setdefault("name", "fake")
-        return Pool(self.connect, close=self.close, abandon=self.abandon, ping=self.ping,
-                    reset=self.reset, describe_error=lambda exc: "refused (password=***)", **kw)
+        return Pool(self, **kw)
+
+    def describe_error(self, exc: BaseException) -> str:
+        return "refused (password=***)"
 
 
 class Clock:
@@ -187,8 +191,12 @@ def test_ping_only_after_ping_after_and_dead_one_replaced(driver: Driver, clock:
 
 def test_cheap_check_decides_between_keep_ping_and_discard(driver: Driver) -> None:
     verdicts: dict[int, bool | None] = {}
-    pool = Pool(driver.connect, max_size=2, close=driver.close, ping=driver.ping,
-                check=lambda conn: verdicts.get(conn.number, True))
+    class Checking(Driver):
+        def check(self, conn: FakeConn) -> bool | None:
+            return verdicts.get(conn.number, True)
+
+    driver = Checking()
+    pool = Pool(driver, max_size=2)
     entry = pool.checkout()
     pool.checkin(entry)
     verdicts[entry.conn.number] = None  # doubtful: ping, which succeeds
@@ -293,9 +301,9 @@ def test_close_refuses_checkouts_and_closes_late_returns(driver: Driver) -> None
 
 def test_constructor_checks_its_arguments(driver: Driver) -> None:
     with pytest.raises(ValueError, match="max_size must be a whole number of at least 1"):
-        Pool(driver.connect, max_size=0)
+        Pool(driver, max_size=0)
     with pytest.raises(ValueError, match=r"min_size must be from 0 to max_size \(2\)"):
-        Pool(driver.connect, max_size=2, min_size=3)
+        Pool(driver, max_size=2, min_size=3)
 
 
 def test_child_process_abandons_the_parents_connections(driver: Driver) -> None:
@@ -363,8 +371,7 @@ def test_thread_stress_never_shares_a_connection(driver: Driver) -> None:
 def test_thread_stress_against_postgres(postgres: Any) -> None:
     app = "pool_stress"
     dsn = postgres.dsn_for(app)
-    pool: Pool[Any] = Pool(lambda: psycopg2.connect(dsn), name="stress", max_size=4,
-                           timeout=30, close=lambda conn: conn.close())
+    pool: Pool[Any] = Pool(Psycopg2Driver(dsn), name="stress", max_size=4, timeout=30)
     seen: set[int] = set()
     lock = threading.Lock()
     errors: list[BaseException] = []

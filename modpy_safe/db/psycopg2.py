@@ -1,0 +1,181 @@
+"""The psycopg2 driver: connect, check, ping, reset, close and abandon psycopg2 connections.
+
+:class:`Psycopg2Driver` is bound to one database's DSN and reset policy; the
+pool calls its hooks. Nothing here knows about httpd or the pool's state.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+from typing import Any, Callable
+
+import psycopg2
+import psycopg2.extensions as _ext
+
+from .._redact import scrub
+from .driver import BaseDriver, forsake
+
+__all__ = ["Psycopg2Driver", "DRIVER", "validate_dsn", "CONNECT_TIMEOUT"]
+
+# libpq waits forever for an unreachable host unless told otherwise.
+CONNECT_TIMEOUT = 5
+_IDLE = _ext.TRANSACTION_STATUS_IDLE
+_DIRTY = (_ext.TRANSACTION_STATUS_INTRANS, _ext.TRANSACTION_STATUS_INERROR)
+
+# One poll object per descriptor number: it holds only the number, and a
+# checked-out connection's descriptor is used by one thread at a time.
+_pollers: dict[int, Any] = {}
+
+
+def validate_dsn(raw: str) -> str:
+    """Accept a libpq DSN or URI that libpq can parse."""
+    if not raw.strip():
+        raise ValueError("allowed: a libpq string such as 'host=... dbname=...' or a URI")
+    try:
+        _ext.parse_dsn(raw)
+    except psycopg2.ProgrammingError as exc:
+        # libpq quotes the part it choked on, which may be the password.
+        reason = scrub(str(exc).strip(), raw)
+        raise ValueError(f"allowed: a libpq connection string or URI ({reason})") from None
+    return raw
+
+
+def _run_autocommit(conn: Any, sql: str) -> Any:
+    """Run one statement outside a transaction; return the first row (or None)."""
+    autocommit = conn.autocommit
+    conn.autocommit = True  # one round trip, no BEGIN/ROLLBACK around it
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone() if cur.description else None
+    finally:
+        conn.autocommit = autocommit
+
+
+class Psycopg2Driver(BaseDriver[Any]):
+    """psycopg2 connections to ``dsn``; ``discard`` runs DISCARD ALL when one is returned.
+
+    ``connect`` replaces ``psycopg2.connect`` (called with the DSN).
+    """
+
+    name = "psycopg2"
+    OperationalError = psycopg2.OperationalError
+    validate_dsn = staticmethod(validate_dsn)
+
+    def __init__(self, dsn: str, *, discard: bool = False,
+                 connect: Callable[[str], Any] | None = None) -> None:
+        self.dsn = dsn
+        self.discard = discard
+        self._connect_fn = connect or psycopg2.connect
+        if discard:
+            self.reset = self.reset_discard  # type: ignore[method-assign]
+
+    def connect(self) -> Any:
+        """Open a connection; add connect_timeout unless the DSN or PGCONNECT_TIMEOUT sets it."""
+        dsn = self.dsn
+        if "connect_timeout" not in _ext.parse_dsn(dsn) and "PGCONNECT_TIMEOUT" not in os.environ:
+            dsn = _ext.make_dsn(dsn, connect_timeout=CONNECT_TIMEOUT)
+        return self._connect_fn(dsn)
+
+    def check(self, conn: Any) -> bool | None:
+        """Cheap local check: False when closed, None when doubtful (data on an idle socket)."""
+        if conn.closed:
+            return False
+        if conn.get_transaction_status() != _IDLE:
+            return None
+        # An idle connection has nothing to read; a readable socket means the server
+        # closed it (restart, pg_terminate_backend) or sent a notice: ping to know.
+        fd = conn.fileno()
+        poller = _pollers.get(fd)
+        if poller is None:
+            poller = _pollers[fd] = select.poll()
+            poller.register(fd, select.POLLIN)
+        return None if poller.poll(0) else True
+
+    def ping(self, conn: Any) -> bool:
+        """Make one round trip (SELECT 1); return False when the connection is dead."""
+        try:
+            if conn.closed:
+                return False
+            if conn.get_transaction_status() != _IDLE:
+                conn.rollback()
+            _run_autocommit(conn, "SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def reset(self, conn: Any) -> bool:
+        """Roll back what a request left open; restore psycopg2's session defaults.
+
+        Return True when a transaction had to be rolled back; raise when the
+        connection's state is unknown (the pool then closes it).
+        """
+        if conn.closed:
+            raise psycopg2.InterfaceError("connection already closed")
+        status = conn.get_transaction_status()
+        dirty = status in _DIRTY
+        if dirty:
+            conn.rollback()
+        elif status != _IDLE:  # ACTIVE (a query still running) or UNKNOWN (broken)
+            raise psycopg2.InterfaceError(f"connection in state {status} cannot be reused")
+        if conn.autocommit or conn.readonly is not None or conn.deferrable is not None or (
+            conn.isolation_level is not None
+        ):
+            conn.set_session(isolation_level="DEFAULT", readonly="DEFAULT",
+                             deferrable="DEFAULT", autocommit=False)
+        return dirty
+
+    def reset_discard(self, conn: Any) -> bool:
+        """Like :meth:`reset`, then DISCARD ALL (which cannot run in a transaction)."""
+        dirty = Psycopg2Driver.reset(self, conn)
+        _run_autocommit(conn, "DISCARD ALL")
+        return dirty
+
+    def close(self, conn: Any) -> None:
+        """Close ``conn``; a connection that is already broken needs nothing more."""
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def abandon(self, conn: Any) -> None:
+        """In a forked child: detach ``conn`` from the parent's socket without telling the server.
+
+        The child's copy of the socket is replaced by /dev/null, so nothing the
+        child does with the object (a ``close()`` sends libpq's Terminate
+        message) can reach the server and end the parent's session. The object
+        is kept, never closed, in case a thread that no longer exists held its
+        lock at the fork.
+        """
+        with contextlib.suppress(Exception):
+            fd = conn.fileno()
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        forsake(conn)
+
+    def describe_error(self, exc: BaseException) -> str:
+        """One line for ``exc`` with the DSN's password masked, even percent-decoded."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = scrub(text, self.dsn)
+        with contextlib.suppress(Exception):
+            # A URI's password is percent-encoded; libpq sees (and may quote) it decoded.
+            password = _ext.parse_dsn(self.dsn or "").get("password") or ""
+            if len(password) >= 3:
+                text = text.replace(password, "***")
+        return text
+
+    def is_lost(self, conn: Any, exc: BaseException) -> bool:
+        """Return True when ``exc`` (an OperationalError) left ``conn`` closed."""
+        return isinstance(exc, psycopg2.OperationalError) and bool(conn.closed)
+
+    def budget_limit(self, conn: Any) -> tuple[int, int, int]:
+        """Return (usable, max_connections, superuser_reserved_connections) of the server."""
+        max_conn, reserved = _run_autocommit(
+            conn, "SELECT current_setting('max_connections')::int, "
+                  "current_setting('superuser_reserved_connections')::int")
+        return max_conn - reserved, max_conn, reserved
+
+
+DRIVER = Psycopg2Driver
