@@ -32,7 +32,7 @@ __all__ = ["handler"]
 
 _FUNCTION = types.FunctionType
 _OK = _response.OK
-_AS_INTERVAL = _importer._AS_INTERVAL
+_AS_INTERVAL = _importer.AS_INTERVAL
 _NO_PATHS: tuple[str, ...] = ()
 
 

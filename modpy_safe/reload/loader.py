@@ -1,45 +1,17 @@
-"""The safe importer: load handler files into fresh modules and reload them safely.
+"""Check a file and its dependencies, load a changed version, and track its imports.
 
-Interface used by the rest of modpy_safe:
-
-``acquire(path, scope, *, autoreload=True) -> module``
-    Return the current instance of the ``.py`` file at absolute ``path``,
-    loading or reloading it (see "The reload protocol" in DESIGN.md), and lease
-    it (and the instances it imported) until ``scope`` ends. Reads
-    ``modpy_safe.reload.interval`` and ``modpy_safe.reload.path`` from
-    ``scope.options``. Raises FileNotFoundError for a missing file and
-    :class:`ImportFailed` when no working version exists (or, with
-    ``scope.debug``, when the newest version failed).
-``entry_for(path)`` and ``acquire_entry(entry, scope, interval, extra, *, autoreload)``
-    The same for callers that keep, per configuration, the file's entry, the
-    reload interval and the ``reload.path`` directories (the dispatcher, the
-    publisher): within the interval a request is one clock read and one lease.
-    The lease goes into the scope's ``lease_*`` slots and ends after its cleanups.
-``import_module(path) -> module`` (public as ``modpy_safe.import_module``)
-    For code in a handler file: the current instance of another file, relative
-    to the caller's directory, recorded as the caller's dependency.
-``records() -> list[FileRecord]``
-    One :class:`FileRecord` per file this interpreter has loaded, for the status
-    page: path, label, generation, reloads, loaded_at (epoch seconds),
-    children (paths), error (:class:`ReloadError` or None), failing (the newest
-    version failed), closed_for_old (resources closed on behalf of old
-    generations), pending_old (old generations not closed yet), active (requests
-    on the current instance).
-
-A request that causes no reload takes no lock: it reads the entry, and at most
-once per interval stats the file and its dependencies. Loads are serialized by
-one re-entrant lock, so a file imported by two handlers is loaded once.
+:func:`fresh` is the one way to get an entry's current instance: within the
+reload interval it returns it without a lock or a system call; otherwise it
+stats the file and its dependencies and, when a version changed, loads the new
+one under the load lock (the reload protocol in DESIGN.md). Each loaded
+version gets private builtins whose ``__import__`` loads sibling files through
+:func:`import_child`, which records them as the version's dependencies.
 """
 from __future__ import annotations
 
 import builtins
-import dataclasses
-import functools
-import hashlib
 import linecache
-import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -48,226 +20,32 @@ import types
 from typing import Any
 
 from .. import _apache
-from .._context import Loading, RequestScope, current_scope
-from .._errors import ModpySafeError
+from .._context import Loading, current_scope
 from .._options import Options, as_paths, as_seconds
 from .._redact import scrub
 from . import resources as _resources
-
-__all__ = ["acquire", "import_module", "records", "ImportFailed", "FileRecord", "ReloadError"]
-
-log = logging.getLogger("modpy_safe.importer")
-
-_AS_INTERVAL = as_seconds()  # one cast object: Options caches by name, the cast is reused
-_OWNER_KEY = "__modpy_safe_owner__"  # kept in each instance's private builtins
-
-
-class ImportFailed(ModpySafeError):
-    """A handler file could not be loaded; ``file`` and ``line`` say where it failed."""
-
-    __module__ = "modpy_safe"
-
-    def __init__(self, path: str, error: ReloadError) -> None:
-        super().__init__(f"{path} could not be loaded: {error.file}:{error.line}: {error.message}")
-        self.path = path
-        self.file = error.file
-        self.line = error.line
-        self.error = error
-
-
-@dataclasses.dataclass(frozen=True)
-class ReloadError:
-    """Where and how a version of a file failed to load."""
-
-    file: str
-    line: int
-    message: str
-    at: float  # epoch seconds
-    traceback: str
-
-
-@dataclasses.dataclass(frozen=True)
-class FileRecord:
-    """What the status page shows about one file."""
-
-    path: str
-    label: str
-    generation: int
-    reloads: int
-    loaded_at: float
-    children: tuple[str, ...]
-    error: ReloadError | None
-    failing: bool
-    closed_for_old: int
-    pending_old: int
-    active: int
-
-
-class _Instance(_resources.Owner):
-    """One loaded version of one file."""
-
-    def __init__(self, entry: _Entry, module: types.ModuleType, generation: int,
-                 mtime: Stamp, dirs: tuple[str, ...]) -> None:
-        super().__init__(module.__dict__)
-        self.entry = entry
-        self.module = module
-        self.generation = generation
-        self.mtime = mtime
-        self.dirs = dirs  # where its plain imports look for managed files
-        self.deps: dict[str, _Instance] = {}  # path -> the child instance it imported
-        self.loaded_at = time.time()
-        self.tree_cache: list[_resources.Owner] = [self]
-        self.import_cache: dict[str, str | None] = {}
-
-    def depend_on(self, child: _Instance) -> None:
-        if child.entry.path not in self.deps and child is not self:
-            self.deps[child.entry.path] = child
-            self.children.append(child)
-
-    def describe(self) -> str:
-        return f"generation {self.generation} of {self.entry.path}"
-
-
-class _Entry:
-    """Everything known about one file path."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-        digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:10]
-        # Not a name a real module can have, so sys.modules never clashes.
-        self.label = f"_mps_{stem}_{digest}"
-        self.instance: _Instance | None = None
-        self.loading: _Instance | None = None
-        self.loading_thread = 0
-        self.generation = 0
-        self.checked_at = -1e18  # monotonic time of the last stat
-        self.failed_key: tuple[Any, ...] | None = None
-        self.failure: tuple[ReloadError, BaseException] | None = None
-        self.last_error: ReloadError | None = None
-        self.closed_for_old = 0
-
-
-_entries: dict[str, _Entry] = {}
-_load_lock = threading.RLock()
-_sweeper = _resources.Sweeper(
-    lambda: [e.instance for e in list(_entries.values()) if e.instance is not None],
-    lambda owner, count: _closed(owner, count),
+from .versions import (
+    OWNER_KEY,
+    Entry,
+    ImportFailed,
+    Instance,
+    ReloadError,
+    Stamp,
+    close_all,
+    entries,
+    entry_for,
+    lease,
+    load_lock,
+    log,
+    owner_of,
+    release,
+    stat_file,
+    sweeper,
 )
 
+__all__ = ["fresh", "extra_dirs", "import_child", "AS_INTERVAL"]
 
-_release = _sweeper.release  # one bound method, not one per request
-_tokens = _resources.tokens
-
-
-def _closed(owner: _resources.Owner, count: int) -> None:
-    if isinstance(owner, _Instance):
-        owner.entry.closed_for_old += count
-        if count:
-            log.info("closed %d connection(s) left by generation %d of %s",
-                     count, owner.generation, owner.entry.path)
-
-
-# ---------------------------------------------------------------- public API
-
-
-def acquire(path: str, scope: RequestScope, *, autoreload: bool = True) -> types.ModuleType:
-    """Return the current instance of ``path`` and lease it until ``scope`` ends."""
-    options = scope.options
-    interval = options.get("reload.interval", _AS_INTERVAL, 1.0)
-    return acquire_entry(entry_for(path), scope, interval, _extra_dirs(options),
-                         autoreload=autoreload)
-
-
-def entry_for(path: str) -> _Entry:
-    """Return the record of the file at absolute ``path`` (kept for the process's life)."""
-    entry = _entries.get(path)
-    if entry is None:
-        with _load_lock:
-            entry = _entries.setdefault(path, _Entry(path))
-    return entry
-
-
-def acquire_entry(entry: _Entry, scope: RequestScope, interval: float,
-                  extra: tuple[str, ...], *, autoreload: bool = True) -> types.ModuleType:
-    """:func:`acquire` for callers that keep ``entry``, the interval and the
-    ``reload.path`` directories per configuration (the dispatcher, the publisher).
-
-    Within the interval it is one clock read and one lease: no lock, no stat.
-    """
-    while True:
-        inst = entry.instance
-        if inst is None or (autoreload and time.monotonic() - entry.checked_at >= interval):
-            inst = _fresh(entry, extra, interval, debug=scope.debug, req=scope.req)
-        owners = inst.tree_cache
-        token = next(_tokens)  # atomic in CPython
-        if len(owners) == 1:
-            inst.leases.add(token)  # no imported instances: one write
-        else:
-            for owner in owners:
-                owner.leases.add(token)
-        # Written before this read; retire() writes 'retired' before it reads
-        # the leases (see _resources.Owner.lease).
-        if not inst.retired:
-            if scope.lease_token:
-                scope.add_cleanup(functools.partial(_release, owners, token))
-            else:  # released after the cleanups (see RequestScope)
-                scope.lease_owners, scope.lease_token, scope.lease_release = (
-                    owners, token, _release)
-            return inst.module
-        # Replaced between our read and our lease: release it and take the new one.
-        _release(owners, token)
-
-
-def import_module(path: str) -> types.ModuleType:
-    """Return the current instance of the ``.py`` file ``path`` and record the dependency.
-
-    ``path`` is relative to the directory of the calling module (the ``.py``
-    suffix may be left out). When the file changes, it and the caller are
-    reloaded on their next request.
-    """
-    caller = sys._getframe(1).f_globals
-    owner = _owner_of(caller)
-    base = os.path.dirname(str(caller.get("__file__") or "")) or os.getcwd()
-    if not path.endswith(".py"):
-        path += ".py"
-    full = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
-    return _import_child(owner, full)
-
-
-def records() -> list[FileRecord]:
-    """Return one record per loaded (or failed) file of this interpreter, sorted by path."""
-    pending: dict[str, int] = {}
-    for owner in _sweeper.pending():
-        if isinstance(owner, _Instance):
-            pending[owner.entry.path] = pending.get(owner.entry.path, 0) + 1
-    out = []
-    for entry in sorted(list(_entries.values()), key=lambda e: e.path):
-        inst = entry.instance
-        out.append(FileRecord(
-            path=entry.path,
-            label=entry.label,
-            generation=inst.generation if inst else 0,
-            reloads=max(0, entry.generation - 1),
-            loaded_at=inst.loaded_at if inst else 0.0,
-            children=tuple(sorted(inst.deps)) if inst else (),
-            error=entry.last_error,
-            failing=entry.failure is not None,
-            closed_for_old=entry.closed_for_old,
-            pending_old=pending.get(entry.path, 0),
-            active=len(inst.leases) if inst else 0,
-        ))
-    return out
-
-
-def close_all() -> int:
-    """Close every resource held by any loaded module (the child process is exiting)."""
-    owners = [e.instance for e in list(_entries.values()) if e.instance is not None]
-    count = _sweeper.close_everything(owners)
-    if count:
-        log.info("closed %d connection(s) held by loaded modules at process exit (pid %d)",
-                 count, os.getpid())
-    return count
+AS_INTERVAL = as_seconds()  # one cast object: Options caches by name, the cast is reused
 
 
 def _close_all_at_exit() -> None:
@@ -277,51 +55,40 @@ def _close_all_at_exit() -> None:
 # ---------------------------------------------------------------- checking
 
 
-# What identifies a version of a file on disk: mtime, size and inode. The mtime
-# alone misses a file finished within the same tick of the file system's clock
-# as the half-written copy a request loaded (and a rename of a file with an
-# equal mtime): the finished file would then never be loaded.
-Stamp = tuple[int, int, int]
+def _check_dependencies(inst: Instance | None) -> tuple[tuple[str, int], ...]:
+    """Check every file ``inst`` imported now, reloading the ones that changed.
 
-
-def _stat(path: str) -> Stamp:
-    try:
-        st = os.stat(path)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-    except FileNotFoundError:
-        raise FileNotFoundError(2, "handler file not found", path) from None
-
-
-def _key(inst: _Instance | None, mtime: Stamp) -> tuple[Any, ...]:
-    """Identify a version: the file's stamp and the generation of each dependency now."""
+    Return (path, generation) for each, -1 for a file that is gone. A
+    dependency is checked whenever its parent is, whatever its interval.
+    """
     if inst is None:
-        return (mtime,)
+        return ()
     gens = []
-    for child_path, child in sorted(list(inst.deps.items())):
-        entry = _entries[child_path]
+    for child in sorted(inst.children_instances(), key=lambda c: c.entry.path):
         try:
-            # A dependency is checked whenever its parent is, whatever its interval.
-            current = _fresh(entry, None, 0.0, debug=False, force=True)
-            gens.append((child_path, current.generation))
+            current = fresh(child.entry, None, 0.0, debug=False, force=True)
+            gens.append((child.entry.path, current.generation))
         except FileNotFoundError:
-            gens.append((child_path, -1))
+            gens.append((child.entry.path, -1))
         except ImportFailed:
-            gens.append((child_path, child.generation))
-    return (mtime, tuple(gens))
+            gens.append((child.entry.path, child.generation))
+    return tuple(gens)
 
 
-def _loaded_key(inst: _Instance) -> tuple[Any, ...]:
-    return (inst.mtime, tuple(sorted((p, c.generation) for p, c in list(inst.deps.items()))))
+def _loaded_key(inst: Instance) -> tuple[Any, ...]:
+    """Identify the version ``inst`` is: its file's stamp and its dependencies' generations."""
+    deps = sorted((c.entry.path, c.generation) for c in inst.children_instances())
+    return (inst.mtime, tuple(deps))
 
 
-def _extra_dirs(options: Options) -> tuple[str, ...]:
+def extra_dirs(options: Options) -> tuple[str, ...]:
     """Return the ``modpy_safe.reload.path`` directories (validated, cached by Options)."""
     none: tuple[str, ...] = ()
     return options.get("reload.path", as_paths, none)
 
 
-def _fresh(entry: _Entry, extra: tuple[str, ...] | None, interval: float, *, debug: bool,
-           force: bool = False, req: Any = None) -> _Instance:
+def fresh(entry: Entry, extra: tuple[str, ...] | None, interval: float, *, debug: bool,
+           force: bool = False, req: Any = None) -> Instance:
     """Return ``entry``'s instance after reloading it if it (or a dependency) changed.
 
     ``extra`` are the ``reload.path`` directories its plain imports may load
@@ -336,17 +103,16 @@ def _fresh(entry: _Entry, extra: tuple[str, ...] | None, interval: float, *, deb
         # hand out the partly initialized module.
         return entry.loading
     entry.checked_at = now
-    key = _key(inst, _stat(entry.path))
+    key = (stat_file(entry.path), _check_dependencies(inst))
     if inst is not None and key == _loaded_key(inst):
         return inst
     if key == entry.failed_key:
         return _failed(entry, inst, debug)
-    with _load_lock:
-        inst = entry.instance
-        key = _key(inst, _stat(entry.path))
-        if inst is not None and key == _loaded_key(inst):
-            return inst  # another thread loaded it while we waited
-        if key == entry.failed_key:
+    with load_lock:
+        current = entry.instance
+        if current is not None and current is not inst:
+            return current  # another thread loaded it while we waited
+        if key == entry.failed_key:  # another thread's load of this version failed
             return _failed(entry, inst, debug)
         if extra is None:
             extra = inst.dirs[1:] if inst is not None else ()
@@ -358,7 +124,7 @@ def _fresh(entry: _Entry, extra: tuple[str, ...] | None, interval: float, *, deb
             return _failed(entry, entry.instance, debug)
 
 
-def _failed(entry: _Entry, inst: _Instance | None, debug: bool) -> _Instance:
+def _failed(entry: Entry, inst: Instance | None, debug: bool) -> Instance:
     """Answer for a version that failed: the old instance, or the error."""
     assert entry.failure is not None
     error, cause = entry.failure
@@ -370,8 +136,8 @@ def _failed(entry: _Entry, inst: _Instance | None, debug: bool) -> _Instance:
 # ---------------------------------------------------------------- loading
 
 
-def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
-    """Load a new instance of ``entry`` (caller holds ``_load_lock``) and make it current."""
+def _load(entry: Entry, dirs: tuple[str, ...], req: Any) -> Instance:
+    """Load a new instance of ``entry`` (caller holds ``load_lock``) and make it current."""
     old = entry.instance
     source, mtime = _read_source(entry.path)
     if old is not None and not source.strip():
@@ -380,7 +146,7 @@ def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
         return old
     generation = entry.generation + 1
     module = types.ModuleType(entry.label)
-    inst = _Instance(entry, module, generation, mtime, dirs)
+    inst = Instance(entry, module, generation, mtime, dirs)
     _prepare(inst)
     handed: dict[int, tuple[str, Any]] = {}
     predecessor: dict[str, Any] | None = None
@@ -409,7 +175,7 @@ def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
         entry.last_error = error
         # The version as read, with its dependencies as they are now (the failed
         # code may have reloaded one): not tried again until one of them changes.
-        entry.failed_key = _key(old, mtime)
+        entry.failed_key = (mtime, _check_dependencies(old))
         what = "load" if old is None else "reload"
         log.error("%s of %s failed at %s:%d: %s", what, entry.path, error.file, error.line,
                   error.message)
@@ -430,7 +196,7 @@ def _load(entry: _Entry, dirs: tuple[str, ...], req: Any) -> _Instance:
             _apache.on_child_exit(_close_all_at_exit, req)
     else:
         log.info("reloaded %s (generation %d)", entry.path, generation)
-        _sweeper.retire(old)
+        sweeper.retire(old)
     return inst
 
 
@@ -456,12 +222,12 @@ def _read_source(path: str) -> tuple[bytes, Stamp]:
     return data, (before.st_mtime_ns, before.st_size, before.st_ino)
 
 
-def _prepare(inst: _Instance) -> None:
+def _prepare(inst: Instance) -> None:
     """Fill a fresh namespace: identity, private builtins, default hooks."""
     ns = inst.namespace
     own_builtins = dict(builtins.__dict__)
     own_builtins["__import__"] = _import_hook(inst, builtins.__import__)
-    own_builtins[_OWNER_KEY] = inst
+    own_builtins[OWNER_KEY] = inst
     ns.update(
         __file__=inst.entry.path,
         __builtins__=own_builtins,
@@ -471,10 +237,10 @@ def _prepare(inst: _Instance) -> None:
     )
 
 
-def _default_clone(inst: _Instance) -> Any:
+def _default_clone(inst: Instance) -> Any:
     def __mp_clone__(new_module: types.ModuleType) -> None:
         """Hand this instance's resources (connections, pools, Databases) to ``new_module``."""
-        target = _owner_of(vars(new_module))
+        target = owner_of(vars(new_module))
         if target is not None:
             _hand_over(inst, target)
 
@@ -482,19 +248,19 @@ def _default_clone(inst: _Instance) -> Any:
     return __mp_clone__
 
 
-def _default_purge(inst: _Instance) -> Any:
+def _default_purge(inst: Instance) -> Any:
     def __mp_purge__() -> None:
         """Close this instance's resources once its last request has ended."""
         # Retirement already closes everything no current module references, so
         # the default only makes sure this instance is retired.
         if not inst.retired and inst.entry.instance is not inst:
-            _sweeper.retire(inst)
+            sweeper.retire(inst)
 
     __mp_purge__.__modpy_safe_default__ = True  # type: ignore[attr-defined]
     return __mp_purge__
 
 
-def _hand_over(old: _Instance, new: _Instance) -> dict[int, tuple[str, Any]]:
+def _hand_over(old: Instance, new: Instance) -> dict[int, tuple[str, Any]]:
     """Place ``old``'s resources in ``new``'s namespace under the same names."""
     found = _resources.collect(old.namespace)
     for name, obj in found.values():
@@ -502,7 +268,7 @@ def _hand_over(old: _Instance, new: _Instance) -> dict[int, tuple[str, Any]]:
     return found
 
 
-def _run_user_clone(old: _Instance, new: _Instance) -> bool:
+def _run_user_clone(old: Instance, new: Instance) -> bool:
     """Call a file's own ``__mp_clone__``; on failure purge ``old``, reset ``new``, return False."""
     hook = old.namespace.get("__mp_clone__")
     if not callable(hook) or getattr(hook, "__modpy_safe_default__", False):
@@ -528,10 +294,10 @@ def _run_user_clone(old: _Instance, new: _Instance) -> bool:
     return False
 
 
-def _discard(inst: _Instance, handed: dict[int, tuple[str, Any]]) -> None:
+def _discard(inst: Instance, handed: dict[int, tuple[str, Any]]) -> None:
     """Close what a failed version opened (not what it was handed, not what is current)."""
     keep = set(handed)
-    for entry in list(_entries.values()):
+    for entry in list(entries.values()):
         for node in (entry.instance.tree() if entry.instance is not None else []):
             keep.update(_resources.collect(node.namespace))
     opened = [obj for key, (_, obj) in _resources.collect(inst.namespace).items()
@@ -548,7 +314,7 @@ def _describe(path: str, exc: BaseException) -> ReloadError:
     if isinstance(exc, SyntaxError) and exc.filename:
         file, line = exc.filename, exc.lineno or 0
     else:
-        managed = {e.path for e in list(_entries.values())}
+        managed = {e.path for e in list(entries.values())}
         for frame, lineno in traceback.walk_tb(exc.__traceback__):
             name = frame.f_code.co_filename
             if name in managed or name == path:
@@ -563,19 +329,10 @@ def _describe(path: str, exc: BaseException) -> ReloadError:
 # ---------------------------------------------------------------- imports
 
 
-def _owner_of(namespace: dict[str, Any]) -> _Instance | None:
-    own = namespace.get("__builtins__")
-    if isinstance(own, dict):
-        owner = own.get(_OWNER_KEY)
-        if isinstance(owner, _Instance):
-            return owner
-    return None
-
-
 _NEVER = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
 
 
-def _import_hook(inst: _Instance, real_import: Any) -> Any:
+def _import_hook(inst: Instance, real_import: Any) -> Any:
     """Return an ``__import__`` that loads sibling files through the importer."""
 
     def __import__(name: str, globals: Any = None, locals: Any = None,
@@ -593,33 +350,31 @@ def _import_hook(inst: _Instance, real_import: Any) -> Any:
                         break
                 cache[name] = found  # per instance: a new version looks again
             if found is not None:
-                return _import_child(inst, found)
+                return import_child(inst, found)
         return real_import(name, globals, locals, fromlist, level)
 
     return __import__
 
 
-def _import_child(owner: _Instance | None, path: str) -> types.ModuleType:
+def import_child(owner: Instance | None, path: str) -> types.ModuleType:
     """Return the current instance of ``path`` for ``owner`` and record the dependency."""
     entry = entry_for(path)
     loading = owner is not None and owner.entry.loading is owner
     scope = current_scope()
     if loading or scope is None:
         extra = owner.dirs[1:] if owner is not None else ()
-        child = _fresh(entry, extra, 0.0, debug=False, force=True)
+        child = fresh(entry, extra, 0.0, debug=False, force=True)
     else:
         # At request time (an import inside a function): the interval applies,
         # and the request leases the instance it gets.
-        interval = scope.options.get("reload.interval", _AS_INTERVAL, 1.0)
-        extra = owner.dirs[1:] if owner is not None else _extra_dirs(scope.options)
+        interval = scope.options.get("reload.interval", AS_INTERVAL, 1.0)
+        extra = owner.dirs[1:] if owner is not None else extra_dirs(scope.options)
         while True:
-            child = _fresh(entry, extra, interval, debug=scope.debug, req=scope.req)
-            owners = child.tree_cache
-            token = _resources.Owner.lease(owners)
-            if not child.retired:
-                scope.add_cleanup(functools.partial(_release, owners, token))
+            child = fresh(entry, extra, interval, debug=scope.debug, req=scope.req)
+            leased = lease(child)
+            if leased is not None:
+                scope.hold(*leased, release)
                 break
-            _release(owners, token)
     if owner is not None:
         owner.depend_on(child)
     return child.module
