@@ -39,5 +39,5 @@ except ImportError:  # used without pytest (apache/serve.py)
 
 __all__ = [
     "PostgresServer", "PgBouncer", "Httpd", "Response", "MPMS", "free_port", "SetupError",
-    "make_tempdir", "readable_pythonpath", "running",
+    "make_tempdir", "readable_pythonpath", "running", "APACHE2", "CHECKOUT",
 ]
