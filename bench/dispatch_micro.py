@@ -114,11 +114,13 @@ def breakdown(req: StandInRequest, n: int) -> list[tuple[str, float]]:
     from modpy_safe._context import RequestScope
     from modpy_safe._options import options_for
     from modpy_safe.reload import importer as _importer
+    from modpy_safe.web import plan as _plan
     from modpy_safe.web import response as _response
     from modpy_safe.web import routing as _routing
 
     options = options_for(req.get_options())
-    target = _routing.resolve(req, options)
+    plan = _plan.dispatch_plan(req, options)  # type: ignore[arg-type]
+    target = getattr(plan, "target", None) or _routing.resolve_by_url(req)  # type: ignore[arg-type]
     assert target is not None
     with RequestScope(req, options) as scope:
         module = _importer.acquire(target.path, scope)
@@ -135,9 +137,9 @@ def breakdown(req: StandInRequest, n: int) -> list[tuple[str, float]]:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("_apache.install_logging()", _apache.install_logging),
         ("options_for(req.get_options())", lambda: options_for(req.get_options())),
-        ("req.get_config() and two flags", lambda: req.get_config().get("PythonDebug", "0")),
+        ("_apache.request_flags(req)", lambda: _apache.request_flags(req)),
         ("RequestScope enter + exit", scope_only),
-        ("_routing.resolve(req, options)", lambda: _routing.resolve(req, options)),
+        ("_plan.dispatch_plan(req, options)", lambda: _plan.dispatch_plan(req, options)),
         ("_importer.acquire (+ scope, lease, release)", acquire),
         ("_routing.find(module, target)", lambda: _routing.find(module, target)),
         ("_response.call(req, fn) (incl. fn)", lambda: _response.call(req, fn)),

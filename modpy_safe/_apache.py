@@ -11,7 +11,8 @@ import dataclasses
 import logging
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Callable, Protocol
 
 from ._errors import NotInHttpdError
 
@@ -24,12 +25,53 @@ __all__ = [
     "on_child_exit",
     "debug_enabled",
     "autoreload_enabled",
+    "request_flags",
+    "Request",
+    "section_directory",
+    "content_type_set",
+    "body_sent",
+    "bytes_queued",
+    "client_ip",
+    "handler_suffixes",
+    "interpreter_name",
 ]
 
 try:  # pragma: no cover - only importable inside httpd
     from mod_python import apache as _ap
 except ImportError:  # plain Python: tests, tools
     _ap = None
+
+
+class Request(Protocol):
+    """What modpy_safe uses of mod_python's request object (``mp_request``).
+
+    The core is typed against this, so mypy checks every use; a stand-in in a
+    plain-Python test needs only what the code under test touches. Reads of
+    mod_python's private state go through the functions below instead.
+    """
+
+    method: str
+    uri: str
+    unparsed_uri: str
+    args: str | None
+    filename: str | None
+    path_info: str | None
+    content_type: str
+    status: int
+    user: str | None
+    form: Any
+    headers_in: Mapping[str, str]
+    headers_out: MutableMapping[str, str]
+    err_headers_out: MutableMapping[str, str]
+    connection: Any
+    server: Any
+
+    def get_options(self) -> Mapping[str, str]: ...
+    def get_config(self) -> Mapping[str, str]: ...
+    def write(self, data: bytes | str, flush: int = 1) -> None: ...
+    def read(self, size: int = -1) -> bytes: ...
+    def set_content_length(self, length: int) -> None: ...
+    def allow_methods(self, methods: list[str], reset: int = 0) -> None: ...
 
 
 def in_httpd() -> bool:
@@ -196,6 +238,56 @@ def on_child_exit(fn: Callable[[], None], req: Any = None) -> None:
         else:
             _ap.register_cleanup(_run_exit_callbacks)
         _exit_registered_pid = pid
+
+
+def request_flags(req: Request) -> tuple[bool, bool]:
+    """Return (``PythonDebug`` is On, ``PythonAutoReload`` is On) for this request.
+
+    One read of the directive table: httpd builds a new one on every call.
+    """
+    config = req.get_config()
+    return config.get("PythonDebug", "0") == "1", config.get("PythonAutoReload", "1") == "1"
+
+
+def section_directory(req: Request) -> str | None:
+    """Return the ``<Directory>`` of the section whose handler runs (None for a Location)."""
+    hlist: Any = getattr(req, "hlist", None)
+    if hlist is None or hlist.is_location:
+        return None
+    return hlist.directory or None
+
+
+def content_type_set(req: Request) -> bool:
+    """Return True when the handler set ``req.content_type`` itself."""
+    return bool(getattr(req, "_content_type_set", 0))
+
+
+def body_sent(req: Request) -> bool:
+    """Return True once Apache has sent the headers and part of the body."""
+    return bool(getattr(req, "sent_bodyct", 0))
+
+
+def bytes_queued(req: Request) -> int:
+    """Return how many body bytes mod_python holds unsent (written without a flush)."""
+    return int(getattr(req, "_bytes_queued", 0) or 0)
+
+
+def client_ip(req: Request) -> str:
+    """Return the client's address (the one mod_remoteip settled on, when it runs)."""
+    return str(getattr(req, "useragent_ip", None) or req.connection.client_ip)
+
+
+def handler_suffixes(req: Request) -> tuple[str, str]:
+    """Return the ``AddHandler`` extensions of this section and the handler's own extension."""
+    get: Any = getattr(req, "get_addhandler_exts", None)
+    exts = (get() if get is not None else "") or ""
+    return str(exts), str(getattr(req, "extension", None) or "")
+
+
+def interpreter_name(req: Request) -> str | None:
+    """Return the name of the Python interpreter serving this request."""
+    name = getattr(req, "interpreter", None)
+    return None if name is None else str(name)
 
 
 def debug_enabled(req: Any) -> bool:

@@ -1,20 +1,26 @@
 """One typed reader for configuration: PythonOption values in httpd, a dict in tests.
 
-Every option of modpy_safe is named ``modpy_safe.<area>.<setting>`` and read
-through :class:`Options`, which casts it, applies the default and, for a bad
-value, raises :class:`~modpy_safe.ConfigError` naming the option, the value and
-what is allowed.
+Every option of modpy_safe is declared once in :data:`OPTIONS` (name, cast,
+default, what the reference says) and read through :class:`Options`, which
+casts it, applies the default and, for a bad value, raises
+:class:`~modpy_safe.ConfigError` naming the option, the value and what is
+allowed. docs/configuration.md is checked against the table by the tests, and
+``modpy-safe check`` validates a configuration with the same casts.
 """
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import re
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar, Union
 
 from ._errors import ConfigError
 from ._redact import redact_dsn
 
-__all__ = ["Options", "options_for", "PREFIX", "as_bool", "as_seconds", "as_int", "as_choice"]
+__all__ = ["Options", "Option", "OPTIONS", "options_for", "PREFIX", "as_bool", "as_seconds",
+           "as_int", "as_choice", "as_paths", "as_networks", "as_handler_spec", "find_option"]
 
 PREFIX = "modpy_safe."
 
@@ -85,14 +91,158 @@ def as_paths(raw: str) -> tuple[str, ...]:
     return tuple(part for part in raw.split(":") if part.strip())
 
 
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def as_networks(raw: str) -> tuple[Network, ...]:
+    """Read addresses and networks separated by spaces or commas (``10.0.0.0/8 ::1``)."""
+    found: list[Network] = []
+    for word in raw.replace(",", " ").split():
+        try:
+            found.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            raise ValueError(f"allowed: IP addresses or networks such as 127.0.0.1, "
+                             f"10.0.0.0/8 or ::1, separated by spaces; {word!r} is "
+                             f"neither") from None
+    if not found:
+        raise ValueError("allowed: at least one IP address or network")
+    return tuple(found)
+
+
+def as_handler_spec(raw: str) -> tuple[str, str]:
+    """Split ``file[::name]`` into the relative or absolute ``.py`` path and the name."""
+    path, _, name = raw.partition("::")
+    path, name = path.strip(), name.strip() or "handler"
+    if not path or not name.isidentifier():
+        raise ValueError("allowed: a path to a .py file or a module name, optionally "
+                         "followed by ::<name of a function or Handler class>")
+    if not path.endswith(".py"):
+        if "/" in path or not all(part.isidentifier() for part in path.split(".")):
+            raise ValueError("allowed: a path ending in .py, or a dotted module name "
+                             "such as 'mymodule' or 'pkg.mod'")
+        path = path.replace(".", "/") + ".py"
+    return path, name
+
+
+def as_text(raw: str) -> str:
+    """Take the value as written (checked later by what uses it, e.g. a driver's DSN parser)."""
+    return raw
+
+
+# ----------------------------------------------------------------- the table
+
+
+@dataclasses.dataclass(frozen=True)
+class Option(Generic[T]):
+    """One ``PythonOption modpy_safe.<name>``: how it is read and what the reference says.
+
+    ``name`` may hold one ``<name>`` part (``db.<name>.dsn``): a family of
+    options, one per database. ``default_doc`` is the default as the reference
+    shows it.
+    """
+
+    name: str
+    cast: Cast[T]
+    default: T
+    default_doc: str
+    doc: str
+
+    @property
+    def full_name(self) -> str:
+        return PREFIX + self.name
+
+    def key(self, param: str | None = None) -> str:
+        """Return the full option name, with ``param`` in place of ``<name>``."""
+        if "<name>" in self.name:
+            if param is None:
+                raise TypeError(f"option {self.full_name} needs its <name>")
+            return PREFIX + self.name.replace("<name>", param)
+        return PREFIX + self.name
+
+
+#: Every option of modpy_safe, by name (after ``modpy_safe.``).
+OPTIONS: dict[str, Option[Any]] = {}
+
+
+def _declare(name: str, cast: Cast[T], default: T, default_doc: str, doc: str) -> Option[T]:
+    """Add an option to the table; a name is declared once, so it has one cast and default."""
+    if name in OPTIONS:
+        raise ValueError(f"option modpy_safe.{name} is declared twice")
+    option = Option(name, cast, default, default_doc, doc)
+    OPTIONS[name] = option
+    return option
+
+
+_NO_PATHS: tuple[str, ...] = ()
+
+HANDLER = _declare(
+    "handler", as_handler_spec, ("", ""), "not set",
+    "The file (and callable) that serves every request of the section.")
+FORMS_MAX_BODY = _declare(
+    "forms.max_body", as_int(minimum=0), 16 * 1024 * 1024, "16777216",
+    "The largest urlencoded or multipart request body, in bytes (0: no limit).")
+STATUS_ALLOW = _declare(
+    "status.allow", as_networks, as_networks("127.0.0.0/8 ::1"), "127.0.0.0/8 ::1",
+    "Who may read the status page: IP addresses and networks.")
+RELOAD_INTERVAL = _declare(
+    "reload.interval", as_seconds(), 1.0, "1",
+    "How often, at most, a request checks its files for changes (seconds).")
+RELOAD_PATH = _declare(
+    "reload.path", as_paths, _NO_PATHS, "not set",
+    "More directories whose modules are reloaded like the handler's own.")
+
+#: The settings of ``modpy_safe.Database(name=...)``: ``db.<name>.<setting>``.
+DB_SETTINGS: dict[str, Option[Any]] = {
+    "dsn": _declare("db.<name>.dsn", as_text, None, "none",
+                    "The libpq connection string or URI."),
+    "driver": _declare("db.<name>.driver", as_choice("psycopg2"), "psycopg2", "psycopg2",
+                       "The driver that connects."),
+    "mode": _declare("db.<name>.mode", as_choice("auto", "persistent", "pooled", "per-request"),
+                     "auto", "auto", "How connections are handed out."),
+    "pool_min": _declare("db.<name>.pool_min", as_int(minimum=0, maximum=10000), 0, "0",
+                         "Connections kept open even when idle."),
+    "pool_max": _declare("db.<name>.pool_max", as_int(minimum=1, maximum=10000), None,
+                         "ThreadsPerChild", "Connections per process at most."),
+    "timeout": _declare("db.<name>.timeout", as_seconds(minimum=0, maximum=3600), 10.0, "10",
+                        "Seconds a request waits for a free connection before 503."),
+    "max_lifetime": _declare("db.<name>.max_lifetime", as_seconds(minimum=0), 3600.0, "3600",
+                             "A connection older than this is replaced."),
+    "max_idle": _declare("db.<name>.max_idle", as_seconds(minimum=0), 600.0, "600",
+                         "A connection unused for this long is closed."),
+    "ping_after": _declare("db.<name>.ping_after", as_seconds(minimum=0), 10.0, "10",
+                           "A connection idle for longer is pinged before use."),
+    "reset": _declare("db.<name>.reset", as_choice("rollback", "discard"), "rollback",
+                      "rollback", "How a returned connection is cleaned."),
+}
+
+_FAMILY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def find_option(name: str) -> tuple[Option[Any], str | None] | None:
+    """Return the declared option a full or short name belongs to, with its ``<name>`` part."""
+    short = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    option = OPTIONS.get(short)
+    if option is not None:
+        return option, None
+    head, _, rest = short.partition(".")
+    param, _, setting = rest.partition(".")
+    option = OPTIONS.get(f"{head}.<name>.{setting}")
+    if option is not None and _FAMILY.fullmatch(param):
+        return option, param
+    return None
+
+
 class Options:
     """Typed, validated access to ``modpy_safe.*`` options.
 
     ``mapping`` is what ``req.get_options()`` returns inside httpd, or a plain
     dict in tests. ``source`` names where the values came from in messages.
+    Values are read through the declared :class:`Option` objects, so a name has
+    one cast and one default and the cache is right by construction.
+    ``plans`` holds what the request side builds once per configuration.
     """
 
-    __slots__ = ("_raw", "source", "_cache", "__weakref__")
+    __slots__ = ("_raw", "source", "_cache", "plans", "__weakref__")
 
     def __init__(
         self, mapping: Mapping[str, str] | None = None, *, source: str = "PythonOption"
@@ -102,17 +252,11 @@ class Options:
         }
         self.source = source
         self._cache: dict[str, object] = {}
-
-    def __contains__(self, name: str) -> bool:
-        return self._key(name) in self._raw
+        self.plans: dict[Any, Any] = {}
 
     def __repr__(self) -> str:
         shown = {k: self._shown(k, v) for k, v in self._raw.items()}
         return f"Options({shown!r})"
-
-    @staticmethod
-    def _key(name: str) -> str:
-        return name if name.startswith(PREFIX) else PREFIX + name
 
     @staticmethod
     def _shown(key: str, value: str) -> str:
@@ -123,29 +267,40 @@ class Options:
 
     def raw(self, name: str) -> str | None:
         """Return the unconverted value of ``name``, or None when it is not set."""
-        return self._raw.get(self._key(name))
+        return self._raw.get(name if name.startswith(PREFIX) else PREFIX + name)
 
     def names(self, prefix: str = "") -> Iterable[str]:
         """Yield the option names (without ``modpy_safe.``) that start with ``prefix``."""
-        start = self._key(prefix)
+        start = PREFIX + prefix
         for key in self._raw:
             if key.startswith(start):
                 yield key[len(PREFIX):]
 
-    def get(self, name: str, cast: Cast[T], default: T) -> T:
-        """Return option ``name`` converted by ``cast``, or ``default`` when unset.
+    def unknown(self) -> list[str]:
+        """Return the full names of the options set here that modpy_safe does not declare."""
+        return sorted(key for key in self._raw if find_option(key) is None)
 
-        A value that ``cast`` rejects raises :class:`ConfigError` with the
-        option's full name, the value as written and what is allowed.
+    def is_set(self, option: Option[Any], param: str | None = None) -> bool:
+        """Return True when ``option`` is given in this configuration."""
+        return option.key(param) in self._raw
+
+    def value(self, option: Option[T], param: str | None = None) -> T:
+        """Return ``option`` converted by its cast, or its default when unset.
+
+        ``param`` fills the ``<name>`` of a family (``db.<name>.dsn``). A value
+        the cast rejects raises :class:`ConfigError` with the option's full
+        name, the value as written and what is allowed.
         """
-        key = self._key(name)
-        if key in self._cache:
+        key = option.key(param)
+        try:
             return self._cache[key]  # type: ignore[return-value]
+        except KeyError:
+            pass
         raw = self._raw.get(key)
         if raw is None:
-            value = default
+            value = option.default
         else:
-            value = check(f"{self.source} {key}", raw, cast, shown=self._shown(key, raw))
+            value = check(f"{self.source} {key}", raw, option.cast, shown=self._shown(key, raw))
         self._cache[key] = value
         return value
 

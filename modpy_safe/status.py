@@ -23,10 +23,10 @@ import ipaddress
 import os
 import sys
 import time
-from typing import Any, Union
+from typing import Any
 
 from . import _apache
-from ._options import options_for
+from ._options import STATUS_ALLOW, Network, as_networks, options_for
 from ._redact import scrub
 from .db import database as _database
 from .reload import importer as _importer
@@ -35,26 +35,7 @@ from .web import response as _response
 
 __all__ = ["handler", "report", "as_networks", "DEFAULT_ALLOW"]
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-DEFAULT_ALLOW = "127.0.0.0/8 ::1"
-
-
-def as_networks(raw: str) -> tuple[Network, ...]:
-    """Read addresses and networks separated by spaces or commas (``10.0.0.0/8 ::1``)."""
-    found: list[Network] = []
-    for word in raw.replace(",", " ").split():
-        try:
-            found.append(ipaddress.ip_network(word, strict=False))
-        except ValueError:
-            raise ValueError(f"allowed: IP addresses or networks such as 127.0.0.1, "
-                             f"10.0.0.0/8 or ::1, separated by spaces; {word!r} is "
-                             f"neither") from None
-    if not found:
-        raise ValueError("allowed: at least one IP address or network")
-    return tuple(found)
-
-
-_LOOPBACK = as_networks(DEFAULT_ALLOW)
+DEFAULT_ALLOW = STATUS_ALLOW.default_doc
 
 
 def client_allowed(address: str, networks: tuple[Network, ...]) -> bool:
@@ -73,8 +54,8 @@ def handler(req: Any) -> int:
     _apache.install_logging()
     debug = _apache.debug_enabled(req)
     try:
-        networks = options_for(req.get_options()).get("status.allow", as_networks, _LOOPBACK)
-        address = getattr(req, "useragent_ip", None) or req.connection.client_ip
+        networks = options_for(req.get_options()).value(STATUS_ALLOW)
+        address = _apache.client_ip(req)
         if not client_allowed(address, networks):
             return _response.send_error(
                 req, 403, "The status page is not available to this address. Allow it "
@@ -148,7 +129,7 @@ def report(req: Any) -> dict[str, Any]:
               if isinstance(modules, list) else None)
     data = {
         "pid": os.getpid(),
-        "interpreter": getattr(req, "interpreter", None),
+        "interpreter": _apache.interpreter_name(req),
         "python": sys.version.split()[0],
         "generated_at": _iso(time.time()),
         "server": _section(_server),

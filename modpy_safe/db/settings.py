@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 from .._apache import ServerFacts
 from .._errors import ConfigError
-from .._options import Options, as_choice, as_int, as_seconds, check
+from .._options import DB_SETTINGS, Options, check
 from .._redact import redact_dsn
-from .driver import DRIVERS, driver_class
+from .driver import driver_class
 
 __all__ = ["MODES", "DEFAULTS", "CASTS", "POOL_MAX_OUTSIDE_HTTPD", "validate_given", "settle",
            "warn_over_budget"]
@@ -25,34 +25,11 @@ log = logging.getLogger("modpy_safe.pool")
 MODES = ("auto", "persistent", "pooled", "per-request")
 
 #: Defaults of the settings; pool_max None means "from the MPM" (ThreadsPerChild).
-DEFAULTS: dict[str, Any] = {
-    "dsn": None, "driver": "psycopg2", "mode": "auto", "pool_min": 0, "pool_max": None,
-    "timeout": 10.0, "max_lifetime": 3600.0, "max_idle": 600.0, "ping_after": 10.0,
-    "reset": "rollback",
-}
+DEFAULTS: dict[str, Any] = {key: option.default for key, option in DB_SETTINGS.items()}
 #: pool_max outside httpd, where there is no ThreadsPerChild to follow.
 POOL_MAX_OUTSIDE_HTTPD = 10
-
-
-def _as_driver(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in DRIVERS:
-        raise ValueError("allowed: " + ", ".join(sorted(DRIVERS)))
-    return value
-
-
-CASTS: dict[str, Callable[[str], Any]] = {
-    "dsn": str,  # checked by the driver, which knows its syntax (see _check_dsn)
-    "driver": _as_driver,
-    "mode": as_choice(*MODES),
-    "pool_min": as_int(minimum=0, maximum=10000),
-    "pool_max": as_int(minimum=1, maximum=10000),
-    "timeout": as_seconds(minimum=0, maximum=3600),
-    "max_lifetime": as_seconds(minimum=0),
-    "max_idle": as_seconds(minimum=0),
-    "ping_after": as_seconds(minimum=0),
-    "reset": as_choice("rollback", "discard"),
-}
+#: The casts of the settings given in code, the same as the options'.
+CASTS: dict[str, Callable[[str], Any]] = {key: option.cast for key, option in DB_SETTINGS.items()}
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -94,14 +71,12 @@ def settle(name: str, given: Mapping[str, Any], options: Options | None,
     """Return the settings of database ``name`` and the mode they choose for this MPM."""
     settings = dict(DEFAULTS)
     from_options: set[str] = set()
-    for key in DEFAULTS:
+    for key, option in DB_SETTINGS.items():
         if key in given:
             settings[key] = given[key]
-        elif options is not None:
-            value = options.get(f"db.{name}.{key}", CASTS[key], None)
-            if value is not None:
-                settings[key] = value
-                from_options.add(key)
+        elif options is not None and options.is_set(option, name):
+            settings[key] = options.value(option, name)
+            from_options.add(key)
     if not settings["dsn"]:
         raise ConfigError(
             f"Database {name!r} has no DSN: pass it as Database(dsn, ...) or set "

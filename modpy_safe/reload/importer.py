@@ -38,7 +38,8 @@ import time
 import types
 
 from .._context import RequestScope
-from .loader import AS_INTERVAL, extra_dirs, fresh, import_child
+from .._options import RELOAD_INTERVAL
+from .loader import extra_dirs, fresh, import_child
 from .versions import (
     Entry,
     FileRecord,
@@ -55,7 +56,7 @@ from .versions import (
 )
 
 __all__ = ["acquire", "acquire_entry", "entry_for", "import_module", "records", "close_all",
-           "ImportFailed", "FileRecord", "ReloadError", "AS_INTERVAL"]
+           "ImportFailed", "FileRecord", "ReloadError"]
 
 # ---------------------------------------------------------------- public API
 
@@ -63,7 +64,7 @@ __all__ = ["acquire", "acquire_entry", "entry_for", "import_module", "records", 
 def acquire(path: str, scope: RequestScope, *, autoreload: bool = True) -> types.ModuleType:
     """Return the current instance of ``path`` and lease it until ``scope`` ends."""
     options = scope.options
-    interval = options.get("reload.interval", AS_INTERVAL, 1.0)
+    interval = options.value(RELOAD_INTERVAL)
     return acquire_entry(entry_for(path), scope, interval, extra_dirs(options),
                          autoreload=autoreload)
 

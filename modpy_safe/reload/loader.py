@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import _apache
 from .._context import Loading, current_scope
-from .._options import Options, as_paths, as_seconds
+from .._options import RELOAD_INTERVAL, RELOAD_PATH, Options
 from .._redact import scrub
 from . import resources as _resources
 from .versions import (
@@ -43,9 +43,8 @@ from .versions import (
     sweeper,
 )
 
-__all__ = ["fresh", "extra_dirs", "import_child", "AS_INTERVAL"]
+__all__ = ["fresh", "extra_dirs", "import_child"]
 
-AS_INTERVAL = as_seconds()  # one cast object: Options caches by name, the cast is reused
 
 
 def _close_all_at_exit() -> None:
@@ -83,8 +82,7 @@ def _loaded_key(inst: Instance) -> tuple[Any, ...]:
 
 def extra_dirs(options: Options) -> tuple[str, ...]:
     """Return the ``modpy_safe.reload.path`` directories (validated, cached by Options)."""
-    none: tuple[str, ...] = ()
-    return options.get("reload.path", as_paths, none)
+    return options.value(RELOAD_PATH)
 
 
 def fresh(entry: Entry, extra: tuple[str, ...] | None, interval: float, *, debug: bool,
@@ -367,7 +365,7 @@ def import_child(owner: Instance | None, path: str) -> types.ModuleType:
     else:
         # At request time (an import inside a function): the interval applies,
         # and the request leases the instance it gets.
-        interval = scope.options.get("reload.interval", AS_INTERVAL, 1.0)
+        interval = scope.options.value(RELOAD_INTERVAL)
         extra = owner.dirs[1:] if owner is not None else extra_dirs(scope.options)
         while True:
             child = fresh(entry, extra, interval, debug=scope.debug, req=scope.req)

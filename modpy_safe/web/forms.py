@@ -46,18 +46,17 @@ from urllib.parse import parse_qsl, unquote
 
 from .._context import current_scope
 from .._errors import HTTPError
-from .._options import as_int
+from .._options import FORMS_MAX_BODY
 
 __all__ = ["parse", "parse_query", "FormData", "Field", "FormValue", "MAX_FIELDS"]
 
 #: More fields than this in one request is a 400 (a cheap denial-of-service guard).
 MAX_FIELDS = 10_000
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_BODY = FORMS_MAX_BODY.default
 _CACHE_KEY = "modpy_safe.forms"
 _REQ_ATTR = "_modpy_safe_form"
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
-_max_body_cast = as_int(minimum=0)
 
 
 class Field:
@@ -192,8 +191,7 @@ def parse(req: Any) -> FormData:
     if scope is not None and scope.req is req:
         cached = scope.data.get(_CACHE_KEY)
         if cached is None:
-            cached = scope.data[_CACHE_KEY] = _parse(req, scope.options.get(
-                "forms.max_body", _max_body_cast, DEFAULT_MAX_BODY))
+            cached = scope.data[_CACHE_KEY] = _parse(req, scope.options.value(FORMS_MAX_BODY))
         return cached
     cached = getattr(req, _REQ_ATTR, None)
     if cached is None:

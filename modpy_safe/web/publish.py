@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, NamedTuple
 
+from .. import _apache
 from .._errors import HTTPError
 from ..reload import resources as _resources
 from . import auth as _auth
@@ -232,6 +233,25 @@ def plain_page(module: Any, parts: tuple[str, ...]) -> tuple[Callable[..., Any],
 # -------------------------------------------------------------------- arguments
 
 
+def serve_page(req: Any, module: Any, parts: tuple[str, ...]) -> Any:
+    """Find, check and call the object ``parts`` names in ``module``; return its result.
+
+    An unprotected plain page function (the common case) is called with its
+    arguments worked out once per function; anything else goes through
+    :func:`resolve` and :func:`publish`, with their access checks.
+    """
+    plain = plain_page(module, parts)
+    if plain is None:
+        return publish(resolve(req, module, parts), req)
+    func, plan = plain
+    if plan.names or plan.var_kw:
+        result = call(func, req)
+    else:
+        req.form = LazyForm(req)
+        result = func(req=req) if plan.req else func()
+    return result if type(result) is str else after_call(result, req)
+
+
 class Plan(NamedTuple):
     """How to call one function: which fields it takes, which it must have."""
 
@@ -416,7 +436,7 @@ def _guess_type(req: Any, chunk: str | bytes, *, whole: bool) -> None:
     last 100 characters); for a body sent piece by piece the end is not known
     yet, so the first piece decides: HTML when it starts like a document.
     """
-    if getattr(req, "_content_type_set", False):
+    if _apache.content_type_set(req):
         return
     text = isinstance(chunk, str)
     if whole:
@@ -453,7 +473,7 @@ def write(req: Any, result: Any) -> None:
     if type(result) is str and not head:
         # The common case, kept short (_guess_type's rule in line): it runs on
         # nearly every request.
-        if not getattr(req, "_content_type_set", False):
+        if not _apache.content_type_set(req):
             tail = result[-100:].rstrip()
             html = tail.endswith(">") and _HTML_END.search(tail) is not None
             req.content_type = "text/html; charset=utf-8" if html else "text/plain; charset=utf-8"
@@ -465,7 +485,7 @@ def write(req: Any, result: Any) -> None:
         _guess_type(req, piece, whole=True)
         data = piece.encode("utf-8") if isinstance(piece, str) else piece
         if head:
-            if not getattr(req, "_bytes_queued", 0):
+            if not _apache.bytes_queued(req):
                 req.set_content_length(len(data))
         else:
             # No flush: Apache then adds Content-Length itself (MODPYTHON-107).
@@ -491,5 +511,5 @@ def _write_pieces(req: Any, pieces: Any, head: bool) -> None:
         close = getattr(pieces, "close", None)
         if close is not None:
             close()
-    if not typed and not getattr(req, "_content_type_set", False):
+    if not typed and not _apache.content_type_set(req):
         req.content_type = "text/plain"

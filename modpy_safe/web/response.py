@@ -30,6 +30,7 @@ import traceback
 from http import HTTPStatus
 from typing import Any, NoReturn
 
+from .. import _apache
 from .._errors import DatabaseError, HTTPError
 from .._redact import scrub
 from .handler import Handler, run
@@ -98,7 +99,7 @@ def render(req: Any, result: Any) -> int:
         return OK
     kind = type(result)
     if kind is str:
-        if not getattr(req, "_content_type_set", 0):
+        if not _apache.content_type_set(req):
             req.content_type = _HTML if looks_like_html(result) else _TEXT
         # No flush: Apache's content-length filter can then set Content-Length.
         req.write(result.encode("utf-8"), 0)
@@ -126,7 +127,7 @@ def render(req: Any, result: Any) -> int:
 
 
 def _write(req: Any, body: bytes, content_type: str) -> int:
-    if not getattr(req, "_content_type_set", 0):
+    if not _apache.content_type_set(req):
         req.content_type = content_type
     req.write(body, 0)
     return OK
@@ -138,11 +139,11 @@ def _stream(req: Any, pieces: Any) -> int:
         first = True
         for piece in iterator:
             if isinstance(piece, str):
-                if first and not getattr(req, "_content_type_set", 0):
+                if first and not _apache.content_type_set(req):
                     req.content_type = _HTML if looks_like_html(piece) else _TEXT
                 data = piece.encode("utf-8")
             elif isinstance(piece, (bytes, bytearray, memoryview)):
-                if first and not getattr(req, "_content_type_set", 0):
+                if first and not _apache.content_type_set(req):
                     req.content_type = _BINARY
                 data = bytes(piece)
             else:
@@ -269,7 +270,7 @@ def handle_error(req: Any, exc: BaseException, *, debug: bool) -> int:
     if _is_server_return(exc):
         return server_return(req, exc)
     if isinstance(exc, HTTPError):
-        if not getattr(req, "sent_bodyct", 0):
+        if not _apache.body_sent(req):
             return send_error(req, exc.status, exc.message, headers=exc.headers)
         log.warning("%s %s: %s raised after the response had started; the client got "
                     "a truncated body", req.method, req.unparsed_uri, exc)
@@ -288,7 +289,7 @@ def handle_error(req: Any, exc: BaseException, *, debug: bool) -> int:
     else:
         log.error("[%s] %s failed:\n%s", reference, where, _tagged(trace, reference))
         status, message = 500, "The server could not complete the request."
-    if getattr(req, "sent_bodyct", 0):
+    if _apache.body_sent(req):
         # The status line and part of the body are gone already: the log is all we can do.
         return OK
     return send_error(req, status, message, reference=reference, detail=trace if debug else None)

@@ -14,8 +14,9 @@ Two ways, chosen per section:
   to its ``index.py``; an existing file of another kind is left to Apache
   (DECLINED), so static files keep being served; anything else is 404.
 
-The option is parsed once per distinct configuration; a request then costs
-a couple of dict lookups (plus one ``stat`` for an extensionless URL).
+The option is read once per configuration (by its plan, ``web/plan.py``); a
+URL-routed request costs a dict lookup (plus one ``stat`` for an extensionless
+URL the first time).
 """
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ import sys
 import threading
 from typing import Any, NamedTuple
 
+from .._apache import Request
 from .._errors import ConfigError, HTTPError
-from .._options import Options
+from .._options import HANDLER, Options, as_handler_spec
 
-__all__ = ["Target", "resolve", "find", "parse_spec", "OPTION"]
+__all__ = ["Target", "is_fixed", "fixed_target", "resolve_by_url", "find", "parse_spec", "OPTION"]
 
 OPTION = "modpy_safe.handler"
 _CACHE_LIMIT = 1024
@@ -41,24 +43,9 @@ class Target(NamedTuple):
     explicit: bool  # named by modpy_safe.handler (a missing name is a config error)
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
-    """Split ``file[::name]`` into the relative or absolute ``.py`` path and the name."""
-    path, _, name = spec.partition("::")
-    path, name = path.strip(), name.strip() or "handler"
-    if not path or not name.isidentifier():
-        raise ValueError("allowed: a path to a .py file or a module name, optionally "
-                         "followed by ::<name of a function or Handler class>")
-    if not path.endswith(".py"):
-        if "/" in path or not all(part.isidentifier() for part in path.split(".")):
-            raise ValueError("allowed: a path ending in .py, or a dotted module name "
-                             "such as 'mymodule' or 'pkg.mod'")
-        path = path.replace(".", "/") + ".py"
-    return path, name
+parse_spec = as_handler_spec  # ``file[::name]`` -> (path, name); declared with the option
 
 
-# (options, section directory) → Target; Options objects are themselves cached
-# per distinct configuration by options_for, so this is filled once per section.
-_fixed: dict[tuple[int, str | None], tuple[Options, Target]] = {}
 # req.filename → its Target: a .py file, or an extensionless URL whose .py exists.
 _by_file: dict[str, Target] = {}
 _lock = threading.Lock()
@@ -84,30 +71,25 @@ def _locate(relative: str, directory: str | None) -> str:
     )
 
 
-def _fixed_target(req: Any, options: Options) -> Target:
-    hlist = req.hlist
-    directory = None if hlist.is_location else (hlist.directory or None)
-    key = (id(options), directory)
-    entry = _fixed.get(key)
-    if entry is not None and entry[0] is options:
-        return entry[1]
-    relative, name = options.get("handler", parse_spec, ("", ""))
-    target = Target(_locate(relative, directory), name, True)
-    with _lock:
-        if len(_fixed) >= _CACHE_LIMIT:
-            _fixed.clear()
-        # The Options object is kept in the entry so its id cannot be reused.
-        _fixed[key] = (options, target)
-    return target
+def is_fixed(options: Options) -> bool:
+    """Return True when ``modpy_safe.handler`` names the section's one target."""
+    return options.is_set(HANDLER)
 
 
-def resolve(req: Any, options: Options) -> Target | None:
-    """Return the target serving this request, or None to leave it to Apache.
+def fixed_target(options: Options, directory: str | None) -> Target:
+    """Return the target ``modpy_safe.handler`` names, resolved against ``directory``.
+
+    Called once per configuration (the plan keeps the result).
+    """
+    relative, name = options.value(HANDLER)
+    return Target(_locate(relative, directory), name, True)
+
+
+def resolve_by_url(req: Request) -> Target | None:
+    """Return the target the request's file names, or None to leave it to Apache.
 
     Raises :class:`HTTPError` 404 when the URL names no handler file.
     """
-    if OPTION in options:
-        return _fixed_target(req, options)
     filename: str = req.filename or ""
     target = _by_file.get(filename)
     if target is not None:
