@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def in_forked_child(body: Callable[[], dict[str, Any]]) -> dict[str, Any]:

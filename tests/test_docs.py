@@ -21,7 +21,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Union
 from urllib.parse import parse_qsl, quote, urlencode
 
 import pytest
@@ -92,7 +91,7 @@ class Expect:
     raw: str
 
 
-Step = Union[Block, Expect]
+Step = Block | Expect
 
 
 @dataclasses.dataclass

@@ -12,10 +12,10 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .base import (
     APACHE2,
@@ -166,6 +166,14 @@ class Httpd:
             self.write(name, text)
 
     # -- configuration ----------------------------------------------------------
+    def add_config(self, text: str) -> None:
+        """Append ``text`` to the server configuration (before :meth:`start`).
+
+        For sections that name paths known only once the server exists, such
+        as ``<Directory "{server.docroot}/sub">``.
+        """
+        self.settings["extra"] += text if text.endswith("\n") else text + "\n"
+
     def render(self) -> str:
         make_dir(self.root / "logs")
         make_dir(self.root / "run", 0o777)

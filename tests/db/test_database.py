@@ -59,11 +59,6 @@ def backend_pid(db: Database) -> int:
         return int(cur.fetchone()[0])
 
 
-def settled_count(postgres: Any, app: str, expected: int) -> int:
-    """Count ``app``'s server connections, polling (bounded) while they differ from
-    ``expected``: a backend leaves pg_stat_activity a moment after its client closes."""
-    return int(postgres.settled_count(app, expected=expected))
-
 
 @contextlib.contextmanager
 def held_by_another_thread(db: Database) -> Iterator[None]:
@@ -162,7 +157,7 @@ def test_terminated_backend_is_replaced_in_the_same_checkout(postgres: Any, make
     db = make(postgres.dsn_for("db_term"), name="term")
     before = backend_pid(db)
     assert postgres.terminate("db_term") == 1
-    assert settled_count(postgres, "db_term", 0) == 0  # the backend is gone, not going
+    assert postgres.settled_count("db_term", expected=0) == 0  # the backend is gone, not going
     after = backend_pid(db)
     assert after != before
     assert db.stats()["discarded_ping"] == 1
@@ -296,16 +291,16 @@ def test_per_request_connection_lives_for_the_request(postgres: Any, make: Any) 
     with in_request():
         first = backend_pid(db)
         assert backend_pid(db) == first
-        assert settled_count(postgres, "db_per_request", 1) == 1
-    assert settled_count(postgres, "db_per_request", 0) == 0
+        assert postgres.settled_count("db_per_request", expected=1) == 1
+    assert postgres.settled_count("db_per_request", expected=0) == 0
     with pytest.raises(KeyError):
         with in_request():
             backend_pid(db)
             raise KeyError("the handler failed")
-    assert settled_count(postgres, "db_per_request", 0) == 0
+    assert postgres.settled_count("db_per_request", expected=0) == 0
     with db.connection():  # outside a request: the block's lifetime
-        assert settled_count(postgres, "db_per_request", 1) == 1
-    assert settled_count(postgres, "db_per_request", 0) == 0
+        assert postgres.settled_count("db_per_request", expected=1) == 1
+    assert postgres.settled_count("db_per_request", expected=0) == 0
     assert db.stats()["opened"] == db.stats()["closed"] == 3
 
 
@@ -334,8 +329,8 @@ def test_close_waits_for_checked_out_connections(postgres: Any, make: Any) -> No
     backend_pid(db)
     with held_by_another_thread(db):
         assert db.close(wait=0.05) is False  # bounded: gave up waiting, did not hang
-        assert settled_count(postgres, "db_close", 1) == 1  # the idle one is gone
-    assert settled_count(postgres, "db_close", 0) == 0
+        assert postgres.settled_count("db_close", expected=1) == 1  # the idle one is gone
+    assert postgres.settled_count("db_close", expected=0) == 0
 
 
 def test_budget_warning_once(postgres: Any, make: Any, caplog: pytest.LogCaptureFixture) -> None:

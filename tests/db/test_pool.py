@@ -78,11 +78,6 @@ class Clock:
         return self.now
 
 
-def settled_count(postgres: Any, app: str, expected: int) -> int:
-    """Count ``app``'s server connections, polling (bounded) while they differ from
-    ``expected``: a backend leaves pg_stat_activity a moment after its client closes."""
-    return int(postgres.settled_count(app, expected=expected))
-
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
@@ -399,4 +394,4 @@ def test_thread_stress_against_postgres(postgres: Any) -> None:
     assert errors == []
     assert len(seen) <= 4 and postgres.count_connections(app) == pool.stats()["size"] <= 4
     assert pool.close(wait=1) is True
-    assert settled_count(postgres, app, 0) == 0
+    assert postgres.settled_count(app, expected=0) == 0

@@ -11,9 +11,9 @@ import itertools
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -159,13 +159,6 @@ def poll(predicate: Callable[[], bool], *, tries: int = 200, delay: float = 0.05
         time.sleep(delay)
     return predicate()
 
-
-def settle(postgres: PostgresServer, app: str, at_most: int, *, tries: int = 200) -> int:
-    """Return ``app``'s connection count once it is at most ``at_most`` (bounded polling).
-
-    A backend leaves pg_stat_activity a moment after its client closed the socket.
-    """
-    return postgres.settled_count(app, at_most=at_most, tries=tries)
 
 
 def active_queries(postgres: PostgresServer, app: str, marker: str) -> int:

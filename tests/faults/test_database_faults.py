@@ -31,7 +31,6 @@ from .conftest import (
     assert_no_secret,
     poll,
     report,
-    settle,
 )
 from .db_app import ask, committed_rows, serve
 
@@ -121,7 +120,7 @@ def test_database_restarted_under_eight_clients(
     assert all(o.status == 503 for o in after if o.status != 200), after
     late_failures = [o for o in after if o.started > healed and o.status != 200]
     assert late_failures == [], late_failures[:3]
-    final = settle(postgres, app, bound)
+    final = postgres.settled_count(app, at_most=bound)
     assert 1 <= final <= bound, f"{final} connections, at most {bound} expected"
     report(record_property, mpm=mpm, requests=len(load.outcomes),
            failed_down=sum(o.status != 200 for o in during),

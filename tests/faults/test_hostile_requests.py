@@ -107,11 +107,11 @@ def site(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator[H
         (root / name).write_text(text)
         (root / name).chmod(0o644)
     docroot = server.docroot
-    server.settings["extra"] = STATUS + (
+    server.add_config(STATUS + (
         f'<Directory "{docroot}/pub">\n{PUBLISHER}\nLimitRequestBody {LIMIT}\n'
         f'PythonOption modpy_safe.db.hostile.dsn "{postgres.dsn_for("fault_hostile")}"\n'
         f"</Directory>\n"
-        f'<Directory "{docroot}/disp">\n{DISPATCH}\nLimitRequestBody {LIMIT}\n</Directory>\n')
+        f'<Directory "{docroot}/disp">\n{DISPATCH}\nLimitRequestBody {LIMIT}\n</Directory>\n'))
     with running(server, request):
         yield server
 

@@ -54,10 +54,10 @@ def test_import_failure_with_a_dsn_in_the_source(httpd: Any, database_restored: 
         files[f"{folder}uri.py"] = PAGE.format(dsn=uri)
     root: Httpd = httpd("event", directory=DISPATCH, files=files, start=False)
     docroot = root.docroot
-    root.settings["extra"] = STATUS + (
+    root.add_config(STATUS + (
         f'<Directory "{docroot}/pub">\n{PUBLISHER}\n</Directory>\n'
         f'<Directory "{docroot}/debug">\nPythonDebug On\n</Directory>\n'
-        f'<Directory "{docroot}/debugpub">\n{PUBLISHER}\nPythonDebug On\n</Directory>\n')
+        f'<Directory "{docroot}/debugpub">\n{PUBLISHER}\nPythonDebug On\n</Directory>\n'))
     postgres.stop()
     server = root.start()
 

@@ -24,7 +24,7 @@ import pytest
 
 from modpy_safe.testing import Httpd, PostgresServer
 
-from .conftest import DISPATCH, assert_no_secret, report, settle
+from .conftest import DISPATCH, assert_no_secret, report
 
 pytestmark = pytest.mark.httpd
 
@@ -83,7 +83,7 @@ def test_deleted_renamed_and_half_written_files(httpd: Any, postgres: PostgresSe
         for _ in range(3):
             requests += 1
             assert version(server) == expected
-        worst = max(worst, settle(postgres, app, 1))
+        worst = max(worst, postgres.settled_count(app, at_most=1))
         assert worst <= 1, f"{worst} connections for one process"
 
     check(1)
@@ -95,7 +95,7 @@ def test_deleted_renamed_and_half_written_files(httpd: Any, postgres: PostgresSe
         requests += 1
         failures += 1
         assert gone.status == 404 and "Traceback" not in gone.text, gone.text[:300]
-    assert settle(postgres, app, 1) <= 1
+    assert postgres.settled_count(app, at_most=1) <= 1
     server.write("app.py", NAIVE.format(dsn=dsn, version=2))
     check(2)
 
@@ -138,7 +138,7 @@ def test_deleted_renamed_and_half_written_files(httpd: Any, postgres: PostgresSe
     os.utime(path, ns=(half_mtime, half_mtime))
     check(6)
 
-    final = settle(postgres, app, 1)
+    final = postgres.settled_count(app, at_most=1)
     report(record_property, mpm=mpm, requests=requests, expected_404s=failures,
            unexpected_failures=0, connections_max=worst, connections_after=final)
     assert_no_secret(postgres, server)

@@ -20,7 +20,7 @@ import pytest
 
 from modpy_safe.testing import Httpd, PostgresServer
 
-from .conftest import DISPATCH, Clients, assert_no_secret, child_rss_kb, report, settle
+from .conftest import DISPATCH, Clients, assert_no_secret, child_rss_kb, report
 
 pytestmark = [pytest.mark.httpd, pytest.mark.slow]
 
@@ -100,8 +100,8 @@ def test_soak_reloads_under_load(httpd: Any, postgres: PostgresServer,
     assert any(o.text.startswith(f"version {RELOADS} ") for o in load.outcomes[-200:])
     assert worst_pool <= pool_bound, f"{worst_pool} pooled connections"
     assert worst_naive <= naive_bound, f"{worst_naive} naive connections while reloading"
-    final_pool = settle(postgres, pool_app, pool_bound)
-    final_naive = settle(postgres, naive_app, PROCESSES)
+    final_pool = postgres.settled_count(pool_app, at_most=pool_bound)
+    final_naive = postgres.settled_count(naive_app, at_most=PROCESSES)
     assert final_pool <= pool_bound and final_naive <= PROCESSES, (final_pool, final_naive)
     assert set(rss_start) == set(rss_end), "a child was replaced during the soak"
     growth = {pid: rss_end[pid] - rss_start[pid] for pid in rss_start}

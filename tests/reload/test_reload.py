@@ -62,13 +62,6 @@ def answer(server: Any, path: str = "/") -> dict[str, int]:
     return {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
 
 
-def settle(postgres: Any, app: str, at_most: int, *, tries: int = 100) -> int:
-    """Return the connection count once it is at most ``at_most`` (bounded polling).
-
-    A backend leaves pg_stat_activity a moment after its client closed the socket.
-    """
-    return int(postgres.settled_count(app, at_most=at_most, tries=tries))
-
 
 def test_edited_file_serves_new_code_and_unchanged_is_not_rerun(httpd, mpm, tmp_path):
     """Item 1, with the default interval of one second."""
@@ -98,7 +91,7 @@ def test_naive_module_edited_50_times_keeps_one_connection_per_process(httpd, mp
         got = answer(server)
         assert got["version"] == version
         pids.add(got["pid"])
-        count = settle(postgres, app, len(pids))
+        count = postgres.settled_count(app, at_most=len(pids))
         worst = max(worst, count)
         assert count <= len(pids), f"{count} connections, {len(pids)} processes, edit {version}"
     assert worst >= 1
@@ -121,7 +114,7 @@ def test_guarded_idiom_keeps_its_backend_across_20_reloads(httpd, mpm, postgres)
         got = answer(server)
         assert got["version"] == version
         assert backend_of.setdefault(got["pid"], got["backend"]) == got["backend"]
-    assert settle(postgres, app, len(backend_of)) == len(backend_of)
+    assert postgres.settled_count(app, at_most=len(backend_of)) == len(backend_of)
     assert set(postgres.backend_pids(app)) == set(backend_of.values())
 
 
@@ -178,7 +171,8 @@ def test_hooks_keep_mod_python_33_meaning(httpd, mpm, postgres, shared_dir):
     assert (third["version"], third["clones"], third["saw"]) == (3, 0, 0)
     assert third["backend"] != first["backend"]
     assert marker.read_text() == "purged 2\n"
-    assert settle(postgres, app, 1) == 1, "the purged version's connection was not closed"
+    assert postgres.settled_count(app, at_most=1) == 1, (
+        "the purged version's connection was not closed")
     assert postgres.backend_pids(app) == [third["backend"]]
 
 
@@ -207,7 +201,7 @@ def test_failed_reload_keeps_old_version_until_the_file_is_fixed(httpd, mpm, pos
         assert got["version"] == 1, "a failed reload must leave the old version in place"
         pids.add(got["pid"])
     # The failed version's own connection is closed; the old one is untouched.
-    assert settle(postgres, app, len(pids)) <= len(pids)
+    assert postgres.settled_count(app, at_most=len(pids)) <= len(pids)
     log = server.error_log()
     failures = re.findall(rf"reload of \S+/app\.py failed at \S+/app\.py:{line}: "
                           r"ValueError: broken on purpose", log)
@@ -224,7 +218,7 @@ def test_failed_reload_keeps_old_version_until_the_file_is_fixed(httpd, mpm, pos
     got = answer(server)
     assert got["version"] == 4
     pids.add(got["pid"])
-    assert settle(postgres, app, len(pids)) <= len(pids)
+    assert postgres.settled_count(app, at_most=len(pids)) <= len(pids)
 
 
 def test_failed_reload_is_shown_with_python_debug(httpd, mpm, postgres):
@@ -240,10 +234,10 @@ def test_failed_reload_is_shown_with_python_debug(httpd, mpm, postgres):
         shown = server.get("/")
         assert shown.status == 500
         assert f"app.py:{line}: ValueError: shown" in shown.text
-    assert settle(postgres, app, 1) == 1
+    assert postgres.settled_count(app, at_most=1) == 1
     server.write("app.py", NAIVE.format(dsn=dsn, version=3, sleep=""))
     assert answer(server)["version"] == 3
-    assert settle(postgres, app, 1) == 1
+    assert postgres.settled_count(app, at_most=1) == 1
 
 
 HELPERS = """\
@@ -327,7 +321,7 @@ def test_event_clients_never_fail_while_the_handler_is_rewritten(httpd, postgres
     assert failures == []
     # Old and new may overlap while requests finish on the old version; never more.
     assert worst <= 3, f"{worst} connections while reloading"
-    assert settle(postgres, app, 1) == 1
+    assert postgres.settled_count(app, at_most=1) == 1
 
 
 PICKLED = """\
@@ -405,7 +399,7 @@ def eof_lines(postgres: Any, app: str) -> list[str]:
 
 def drained(postgres: Any, app: str, *, tries: int = 100) -> int:
     """Wait (bounded) until ``app`` has no connections; return what is left."""
-    return settle(postgres, app, 0, tries=tries)
+    return postgres.settled_count(app, at_most=0, tries=tries)
 
 
 def test_plain_mod_python_drops_connections_at_stop_baseline(httpd, mpm, postgres, verbose_role):
@@ -434,7 +428,7 @@ def test_stop_closes_every_connection_cleanly(httpd, mpm, postgres, verbose_role
     pids = {answer(server)["pid"] for _ in range(4)}
     server.write("app.py", NAIVE.format(dsn=dsn, version=1, sleep=""))
     pids |= {answer(server)["pid"] for _ in range(4)}
-    assert 1 <= settle(postgres, app, len(pids)) <= len(pids)
+    assert 1 <= postgres.settled_count(app, at_most=len(pids)) <= len(pids)
     server.stop()
     assert drained(postgres, app) == 0
     assert "closed 1 connection(s) held by loaded modules at process exit" in server.error_log()

@@ -152,7 +152,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Httpd]:
     docroot = srv.docroot
     # Each section names its own PythonHandler, so relative handler files resolve
     # against that section's directory, as mod_python resolves 'PythonHandler x'.
-    srv.settings["extra"] = (
+    srv.add_config(
         f'<Directory "{docroot}/fixed">\n    PythonHandler modpy_safe.dispatch\n'
         f"    PythonOption modpy_safe.handler app.py::Resource\n</Directory>\n"
         f'<Directory "{docroot}/legacy">\n    PythonHandler modpy_safe.dispatch\n'

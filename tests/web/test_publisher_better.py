@@ -344,10 +344,6 @@ def index(req):
 """
 
 
-def _settled(postgres: PostgresServer, app: str, expected: int, tries: int = 100) -> int:
-    """Count ``app``'s connections, waiting (bounded) for closes still under way."""
-    return postgres.settled_count(app, expected=expected, tries=tries)
-
 
 def test_reload_keeps_connection_count_flat(httpd: Any, mpm: str,
                                             postgres: PostgresServer) -> None:
@@ -360,13 +356,13 @@ def test_reload_keeps_connection_count_flat(httpd: Any, mpm: str,
     first = server.get("/page.py")
     assert first.status == 200, first.text
     pid = int(first.text.split()[-1])
-    assert _settled(postgres, app, 1) == 1
+    assert postgres.settled_count(app, expected=1) == 1
     for edit in range(1, 31):
         if edit == 15:
             # A broken version: the working one keeps answering, nothing leaks.
             server.write("page.py", LEAKY.format(dsn=dsn, edit=edit) + "\nthis is not python\n")
             ok(server.get("/page.py"), f"edit {edit - 1} pid {pid}")
-            assert _settled(postgres, app, 1) == 1
+            assert postgres.settled_count(app, expected=1) == 1
         server.write("page.py", LEAKY.format(dsn=dsn, edit=edit))
         ok(server.get("/page.py"), f"edit {edit} pid {pid}")
-        assert _settled(postgres, app, 1) == 1, f"after edit {edit}"
+        assert postgres.settled_count(app, expected=1) == 1, f"after edit {edit}"

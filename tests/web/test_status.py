@@ -70,7 +70,7 @@ def server(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator
                        "broken.py": BROKEN},
                 # Check for edits on every request, so the edit below is seen at once.
                 options={"modpy_safe.reload.interval": "0"})
-    srv.settings["extra"] = (_location("/status") + _location("/status-denied", "10.0.0.0/8")
+    srv.add_config(_location("/status") + _location("/status-denied", "10.0.0.0/8")
                              + _location("/status-listed", "192.0.2.7, 127.0.0.1")
                              + _location("/status-bad", "localhost"))
     srv.dsn = dsn  # type: ignore[attr-defined]
