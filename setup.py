@@ -10,7 +10,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # sys.stdlib_module_names; Debian 12 has 3.11
     # The httpd templates live in apache/ in the checkout; an installed copy
     # ships them as modpy_safe.apache_templates for the pytest plugin.
     packages=find_packages(include=["modpy_safe", "modpy_safe.*"]) + ["modpy_safe.apache_templates"],

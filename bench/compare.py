@@ -8,9 +8,9 @@ noise still moves the answer.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 __all__ = ["Comparison", "alternate", "spread"]
 
@@ -44,7 +44,8 @@ class Comparison(Generic[T]):
 
     def round_ratios(self) -> list[float]:
         """A/B of each round (A and B of one round ran back to back)."""
-        return [self.key(a) / self.key(b) for a, b in zip(self.a, self.b) if self.key(b)]
+        pairs = zip(self.a, self.b, strict=False)
+        return [self.key(a) / self.key(b) for a, b in pairs if self.key(b)]
 
     def spread_text(self) -> str:
         """Describe the spread: per-side (max-min)/median and the range of round ratios."""

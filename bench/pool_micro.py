@@ -20,8 +20,9 @@ import argparse
 import gc
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["StandInConnection", "PoolTiming", "measure"]
 
@@ -185,7 +186,7 @@ def measure(dsn: str | None, *, iterations: int, rounds: int) -> dict[str, PoolT
     timings = [PoolTiming(label) for label in SIDES]
     loops: list[Loop | None] = []
     closers: list[Callable[[], None]] = []
-    for timing, make in zip(timings, SIDES.values()):
+    for timing, make in zip(timings, SIDES.values(), strict=False):
         try:
             loop, close = make(dsn)
             loop(min(iterations, 1000))  # warm-up: open the connection, fill caches

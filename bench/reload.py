@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from modpy_safe.testing import Httpd, PostgresServer
 

@@ -18,10 +18,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 # Run as a script (bench/run.py): make the checkout importable as the 'bench' package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -271,7 +270,7 @@ def pool_rows(dsn: str | None, t: Timing) -> list[report.Row]:
     timings = pool_micro.measure(dsn, iterations=t.pool_iterations, rounds=t.pool_rounds)
     psycopg2_pool = pool_micro.BASELINES[0]
     pairs = [(f"7{letter}", pool_micro.STAND_IN, b)
-             for letter, b in zip("abc", pool_micro.BASELINES)]
+             for letter, b in zip("abc", pool_micro.BASELINES, strict=False)]
     pairs += [("7d", pool_micro.HOOKED, psycopg2_pool), ("7e", pool_micro.DATABASE, psycopg2_pool)]
     rows = []
     for num, a_label, b_label in pairs:

@@ -11,8 +11,8 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Mapping, MutableMapping
-from typing import Any, Callable, Protocol
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, Protocol
 
 from ._errors import NotInHttpdError
 
@@ -219,7 +219,7 @@ def _run_exit_callbacks(_data: object = None) -> None:
             logging.getLogger("modpy_safe").exception("child-exit cleanup %r failed", fn)
 
 
-def on_child_exit(fn: Callable[[], None], req: Any = None) -> None:
+def on_child_exit(fn: Callable[[], None], req: Request | None = None) -> None:
     """Run ``fn`` when this httpd child process exits (graceful stop, MaxConnectionsPerChild).
 
     The callback is tied to the server's memory pool through mod_python, which
@@ -290,11 +290,11 @@ def interpreter_name(req: Request) -> str | None:
     return None if name is None else str(name)
 
 
-def debug_enabled(req: Any) -> bool:
+def debug_enabled(req: Request) -> bool:
     """Return True when ``PythonDebug On`` applies to this request."""
     return bool(req.get_config().get("PythonDebug", "0") == "1")
 
 
-def autoreload_enabled(req: Any) -> bool:
+def autoreload_enabled(req: Request) -> bool:
     """Return True unless ``PythonAutoReload Off`` applies to this request."""
     return bool(req.get_config().get("PythonAutoReload", "1") == "1")

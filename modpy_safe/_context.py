@@ -16,9 +16,10 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from ._apache import Request
 from ._options import Options
 
 __all__ = ["RequestScope", "Loading", "current_scope", "current_loading", "current_options"]
@@ -50,7 +51,7 @@ class RequestScope:
     __slots__ = ("req", "options", "debug", "_cleanups", "data", "outer",
                  "lease_owners", "lease_token", "lease_release")
 
-    def __init__(self, req: Any, options: Options, *, debug: bool = False) -> None:
+    def __init__(self, req: Request, options: Options, *, debug: bool = False) -> None:
         self.req = req
         self.options = options
         self.debug = debug

@@ -13,8 +13,8 @@ import dataclasses
 import ipaddress
 import re
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any, Callable, Generic, TypeVar, Union
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 from ._errors import ConfigError
 from ._redact import redact_dsn
@@ -91,7 +91,7 @@ def as_paths(raw: str) -> tuple[str, ...]:
     return tuple(part for part in raw.split(":") if part.strip())
 
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def as_networks(raw: str) -> tuple[Network, ...]:

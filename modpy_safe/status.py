@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from . import _apache
+from ._apache import Request
 from ._options import STATUS_ALLOW, Network, as_networks, options_for
 from ._redact import scrub
 from .db import database as _database
@@ -49,7 +50,7 @@ def client_allowed(address: str, networks: tuple[Network, ...]) -> bool:
     return any(ip in net for net in networks)
 
 
-def handler(req: Any) -> int:
+def handler(req: Request) -> int:
     """Serve the status page (the entry point mod_python calls)."""
     _apache.install_logging()
     debug = _apache.debug_enabled(req)
@@ -70,7 +71,7 @@ def handler(req: Any) -> int:
         return _response.handle_error(req, exc, debug=debug)
 
 
-def _wants_json(req: Any) -> bool:
+def _wants_json(req: Request) -> bool:
     for name, value in _forms.parse_query(req.args):
         if name == "format":
             return value == "json"
@@ -121,7 +122,7 @@ def _modules() -> list[dict[str, Any]]:
     return out
 
 
-def report(req: Any) -> dict[str, Any]:
+def report(req: Request) -> dict[str, Any]:
     """Return the report for this process and interpreter (passwords masked)."""
     modules = _section(_modules)
     databases = _section(lambda: [db.describe() for db in _database.databases()])

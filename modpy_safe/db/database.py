@@ -16,7 +16,8 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import _apache
 from .._context import current_loading, current_options, current_scope

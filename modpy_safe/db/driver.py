@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import importlib
 import threading
-from typing import Any, Callable, Generic, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = ["Driver", "BaseDriver", "DRIVERS", "driver_class", "forsake"]
 

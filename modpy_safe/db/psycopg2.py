@@ -8,7 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions as _ext

@@ -20,6 +20,7 @@ import types
 from typing import Any
 
 from .. import _apache
+from .._apache import Request
 from .._context import Loading, current_scope
 from .._options import RELOAD_INTERVAL, RELOAD_PATH, Options
 from .._redact import scrub
@@ -86,7 +87,7 @@ def extra_dirs(options: Options) -> tuple[str, ...]:
 
 
 def fresh(entry: Entry, extra: tuple[str, ...] | None, interval: float, *, debug: bool,
-           force: bool = False, req: Any = None) -> Instance:
+           force: bool = False, req: Request | None = None) -> Instance:
     """Return ``entry``'s instance after reloading it if it (or a dependency) changed.
 
     ``extra`` are the ``reload.path`` directories its plain imports may load
@@ -134,7 +135,7 @@ def _failed(entry: Entry, inst: Instance | None, debug: bool) -> Instance:
 # ---------------------------------------------------------------- loading
 
 
-def _load(entry: Entry, dirs: tuple[str, ...], req: Any) -> Instance:
+def _load(entry: Entry, dirs: tuple[str, ...], req: Request | None) -> Instance:
     """Load a new instance of ``entry`` (caller holds ``load_lock``) and make it current."""
     old = entry.instance
     source, mtime = _read_source(entry.path)

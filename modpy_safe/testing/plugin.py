@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .base import MPMS, SetupError, make_tempdir
 from .httpd import Httpd

@@ -29,8 +29,10 @@ import binascii
 import dis
 import types
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from .._apache import Request
 from .._errors import HTTPError
 
 __all__ = ["AuthState", "Protection", "protection_of", "nests_protection", "check"]
@@ -231,7 +233,7 @@ def _challenge(realm: str) -> dict[str, str]:
     return {"WWW-Authenticate": f'Basic realm="{quoted}"'}
 
 
-def check(req: Any, obj: Any, state: AuthState | None) -> AuthState | None:
+def check(req: Request, obj: Any, state: AuthState | None) -> AuthState | None:
     """Apply what ``obj`` declares to the request; raise HTTPError 400/401/403 to refuse.
 
     ``state`` carries the realm and credentials down the path; it is created

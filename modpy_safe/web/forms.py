@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from .._apache import Request
 from .._context import current_scope
 from .._errors import HTTPError
 from .._options import FORMS_MAX_BODY
@@ -92,7 +93,7 @@ class Field:
         return f"Field({self.name!r}, filename={self.filename!r}, {len(self.value)} bytes)"
 
 
-FormValue = Union[str, Field]
+FormValue = str | Field
 
 
 class FormData:
@@ -185,7 +186,7 @@ def parse_query(text: str | None, *, what: str = "query string") -> list[tuple[s
         raise HTTPError(400, f"The {what} has more than {MAX_FIELDS} fields.") from None
 
 
-def parse(req: Any) -> FormData:
+def parse(req: Request) -> FormData:
     """Return the request's fields; the body is read and parsed only on the first call."""
     scope = current_scope()
     if scope is not None and scope.req is req:
@@ -200,7 +201,7 @@ def parse(req: Any) -> FormData:
     return cached
 
 
-def _parse(req: Any, max_body: int) -> FormData:
+def _parse(req: Request, max_body: int) -> FormData:
     pairs: list[tuple[str, FormValue]] = list(parse_query(req.args))
     ctype = req.headers_in.get("content-type")
     if not ctype:
@@ -224,7 +225,7 @@ def _parse(req: Any, max_body: int) -> FormData:
     return FormData(pairs)
 
 
-def _read_body(req: Any, max_body: int) -> bytes:
+def _read_body(req: Request, max_body: int) -> bytes:
     length = req.headers_in.get("content-length")
     if length is not None:
         try:
@@ -235,7 +236,7 @@ def _read_body(req: Any, max_body: int) -> bytes:
             raise HTTPError(413, f"The form body ({declared} bytes) is larger than the "
                                  f"{max_body} bytes allowed by modpy_safe.forms.max_body.")
     try:
-        body = req.read()
+        body: bytes | str = req.read()
     except OSError as exc:  # mod_python raises IOError when the client stops sending
         raise HTTPError(400, f"The request body could not be read: {exc}") from None
     if isinstance(body, str):  # defensive: some stand-ins hand back text

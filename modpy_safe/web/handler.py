@@ -7,8 +7,10 @@ one call, and the ``Allow`` header is a ready-made string.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
+from .._apache import Request
 from .._errors import HTTPError
 from . import forms as _forms
 
@@ -79,7 +81,7 @@ class Handler:
         cls.routes = routes
         cls.allow = ", ".join(routes)
 
-    def __init__(self, req: Any) -> None:
+    def __init__(self, req: Request) -> None:
         self.req = req
         self.path_info: str = req.path_info or ""
 
@@ -99,7 +101,7 @@ def is_handler_class(obj: object) -> bool:
     return isinstance(obj, type) and issubclass(obj, Handler)
 
 
-def run(cls: type[Handler], req: Any) -> Any:
+def run(cls: type[Handler], req: Request) -> Any:
     """Create ``cls(req)`` and call the method for ``req.method``; 405 when there is none."""
     name = cls.routes.get(req.method)
     if name is None:

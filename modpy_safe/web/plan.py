@@ -25,7 +25,7 @@ from .._context import RequestScope
 from .._errors import HTTPError
 from .._options import RELOAD_INTERVAL, RELOAD_PATH, Options
 from ..reload import importer
-from . import publish, response, routing
+from . import output, publish, response, routing
 
 __all__ = ["Plan", "FixedPlan", "UrlPlan", "PublisherPlan", "dispatch_plan", "publisher_plan"]
 
@@ -128,7 +128,7 @@ class PublisherPlan(Plan):
         except HTTPError:
             publish.forget(page)  # removed since locate() saw it
             raise
-        publish.write(req, publish.serve_page(req, module, page.parts))
+        output.write(req, publish.serve_page(req, module, page.parts))
         return response.OK
 
 

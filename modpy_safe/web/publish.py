@@ -8,7 +8,8 @@ and are kept free of mod_python so they can be tested in plain Python:
 * :func:`resolve` walks that path with getattr, applying the security rules and
   the ``__auth__`` protocol of every object met.
 * :func:`call` calls the object with form fields bound to its parameters.
-* :func:`write` sends the result: text, bytes, or an iterable piece by piece.
+* ``web/output.py`` (:func:`~modpy_safe.web.output.write`) sends the result:
+  text, bytes, or an iterable piece by piece.
 
 Work that depends only on a function (its parameters) is done once per function
 object and cached, so the per-request path stays short.
@@ -20,10 +21,10 @@ import os
 import re
 import types
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
-from .. import _apache
+from .._apache import Request
 from .._errors import HTTPError
 from ..reload import resources as _resources
 from . import auth as _auth
@@ -31,7 +32,7 @@ from . import forms as _forms
 
 __all__ = [
     "Page", "locate", "locate_cached", "forget", "resolve", "traversable", "publishable", "call",
-    "write", "LazyForm", "publish", "plain_page", "after_call",
+    "LazyForm", "publish", "plain_page", "after_call", "serve_page",
 ]
 
 
@@ -151,7 +152,7 @@ def publishable(obj: Any) -> bool:
     return not isinstance(obj, _UNPUBLISHABLE) and not _resources.is_resource(obj)
 
 
-def resolve(req: Any, module: Any, parts: tuple[str, ...]) -> Any:
+def resolve(req: Request, module: Any, parts: tuple[str, ...]) -> Any:
     """Walk ``parts`` from ``module``; return the object to publish or raise 403/404.
 
     The auth protocol is applied to the module and to every object reached, in
@@ -233,7 +234,7 @@ def plain_page(module: Any, parts: tuple[str, ...]) -> tuple[Callable[..., Any],
 # -------------------------------------------------------------------- arguments
 
 
-def serve_page(req: Any, module: Any, parts: tuple[str, ...]) -> Any:
+def serve_page(req: Request, module: Any, parts: tuple[str, ...]) -> Any:
     """Find, check and call the object ``parts`` names in ``module``; return its result.
 
     An unprotected plain page function (the common case) is called with its
@@ -321,7 +322,7 @@ class LazyForm:
 
     __slots__ = ("_req", "_form")
 
-    def __init__(self, req: Any) -> None:
+    def __init__(self, req: Request) -> None:
         self._req = req
         self._form: _forms.FormData | None = None
 
@@ -356,7 +357,7 @@ class LazyForm:
 MAX_CALL_DEPTH = 16
 
 
-def publish(obj: Any, req: Any) -> Any:
+def publish(obj: Any, req: Request) -> Any:
     """Return the result of publishing ``obj``: calling it while it is callable.
 
     As in mod_python, a callable result is called in turn, with the same
@@ -366,14 +367,14 @@ def publish(obj: Any, req: Any) -> Any:
     return _keep_calling(obj, req, MAX_CALL_DEPTH)
 
 
-def after_call(result: Any, req: Any) -> Any:
+def after_call(result: Any, req: Request) -> Any:
     """Go on as :func:`publish` does with what its first call returned."""
     if type(result) is not str and not publishable(result):
         raise HTTPError(403, f"{type(result).__name__!r} objects are never published")
     return _keep_calling(result, req, MAX_CALL_DEPTH - 1)
 
 
-def _keep_calling(obj: Any, req: Any, calls: int) -> Any:
+def _keep_calling(obj: Any, req: Request, calls: int) -> Any:
     for _ in range(calls):
         if not is_callable(obj):
             return obj
@@ -390,7 +391,7 @@ def is_callable(obj: Any) -> bool:
     return callable(obj) or callable(getattr(obj, "__call__", None))  # noqa: B004
 
 
-def call(obj: Any, req: Any) -> Any:
+def call(obj: Any, req: Request) -> Any:
     """Call ``obj`` with the form fields its parameters name; 400 when one is missing.
 
     Fields come from :func:`modpy_safe.web.forms.parse`: a repeated field as a
@@ -417,99 +418,3 @@ def call(obj: Any, req: Any) -> Any:
     if plan.req:
         kwargs["req"] = req
     return func(**kwargs)
-
-
-# ---------------------------------------------------------------------- results
-
-_HTML_END = re.compile(r"</html\s*>\s*$", re.I)
-_HTML_END_BYTES = re.compile(rb"</html\s*>\s*$", re.I)
-_HTML_START = re.compile(r"\s*(<!doctype\s+html|<html)", re.I)
-_HTML_START_BYTES = re.compile(rb"\s*(<!doctype\s+html|<html)", re.I)
-_BYTES_LIKE = (bytes, bytearray, memoryview)
-_WHOLE = (str, bytes, bytearray, memoryview, Mapping)  # sent in one piece
-
-
-def _guess_type(req: Any, chunk: str | bytes, *, whole: bool) -> None:
-    """Set Content-Type from the body unless the page set one (mod_python's rule).
-
-    A whole body is HTML when it ends with ``</html>`` (mod_python looks at the
-    last 100 characters); for a body sent piece by piece the end is not known
-    yet, so the first piece decides: HTML when it starts like a document.
-    """
-    if _apache.content_type_set(req):
-        return
-    text = isinstance(chunk, str)
-    if whole:
-        tail = chunk[-100:].rstrip()
-        # Cheap rejection first: most text does not end with '>'.
-        html = tail.endswith(">" if text else b">") and bool(  # type: ignore[arg-type]
-            (_HTML_END if text else _HTML_END_BYTES).search(tail))  # type: ignore[arg-type]
-    else:
-        html = bool((_HTML_START if text else _HTML_START_BYTES).match(chunk))  # type: ignore[arg-type]
-    ctype = "text/html" if html else "text/plain"
-    req.content_type = ctype + "; charset=utf-8" if text else ctype
-
-
-def _as_piece(item: Any) -> str | bytes | None:
-    if item is None or isinstance(item, (str, bytes)):
-        return item
-    if isinstance(item, (bytearray, memoryview)):
-        return bytes(item)
-    return str(item)
-
-
-def write(req: Any, result: Any) -> None:
-    """Send ``result`` as the response body.
-
-    ``None`` sends nothing; ``str`` is sent as UTF-8 and ``bytes`` as they are;
-    a mapping or any other non-iterable object as ``str(result)``; any other
-    iterable (list, generator, dict view) piece by piece with the same rules.
-    A HEAD request gets the headers only: for text and bytes with the
-    Content-Length a GET would have, for an iterable after its first piece.
-    """
-    if result is None:
-        return
-    head = req.method == "HEAD"
-    if type(result) is str and not head:
-        # The common case, kept short (_guess_type's rule in line): it runs on
-        # nearly every request.
-        if not _apache.content_type_set(req):
-            tail = result[-100:].rstrip()
-            html = tail.endswith(">") and _HTML_END.search(tail) is not None
-            req.content_type = "text/html; charset=utf-8" if html else "text/plain; charset=utf-8"
-        req.write(result.encode("utf-8"), 0)  # no flush: Apache adds Content-Length
-        return
-    if isinstance(result, _WHOLE) or not isinstance(result, Iterable):
-        piece = _as_piece(result)
-        assert piece is not None
-        _guess_type(req, piece, whole=True)
-        data = piece.encode("utf-8") if isinstance(piece, str) else piece
-        if head:
-            if not _apache.bytes_queued(req):
-                req.set_content_length(len(data))
-        else:
-            # No flush: Apache then adds Content-Length itself (MODPYTHON-107).
-            req.write(data, 0)
-        return
-    _write_pieces(req, iter(result), head)
-
-
-def _write_pieces(req: Any, pieces: Any, head: bool) -> None:
-    typed = False
-    try:
-        for item in pieces:
-            piece = _as_piece(item)
-            if not piece:
-                continue
-            if not typed:
-                _guess_type(req, piece, whole=False)
-                typed = True
-                if head:
-                    break
-            req.write(piece.encode("utf-8") if isinstance(piece, str) else piece, 0)
-    finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()
-    if not typed and not _apache.content_type_set(req):
-        req.content_type = "text/plain"

@@ -31,6 +31,7 @@ from http import HTTPStatus
 from typing import Any, NoReturn
 
 from .. import _apache
+from .._apache import Request
 from .._errors import DatabaseError, HTTPError
 from .._redact import scrub
 from .handler import Handler, run
@@ -71,7 +72,7 @@ def redirect(url: str, status: int = 303) -> NoReturn:
     raise Redirect(url, status)
 
 
-def call(req: Any, target: Any) -> int:
+def call(req: Request, target: Any) -> int:
     """Call ``target`` (a function of ``req`` or a Handler subclass) and render its result."""
     if isinstance(target, type) and issubclass(target, Handler):
         return render(req, run(target, req))
@@ -93,7 +94,7 @@ def looks_like_html(text: str) -> bool:
     return "</html" in text[-100:].lower()
 
 
-def render(req: Any, result: Any) -> int:
+def render(req: Request, result: Any) -> int:
     """Write ``result`` as the response body and return the status for mod_python."""
     if result is None:
         return OK
@@ -126,14 +127,14 @@ def render(req: Any, result: Any) -> int:
                     "int status, a body (str, bytes, dict, list, iterable) or None")
 
 
-def _write(req: Any, body: bytes, content_type: str) -> int:
+def _write(req: Request, body: bytes, content_type: str) -> int:
     if not _apache.content_type_set(req):
         req.content_type = content_type
     req.write(body, 0)
     return OK
 
 
-def _stream(req: Any, pieces: Any) -> int:
+def _stream(req: Request, pieces: Any) -> int:
     iterator = iter(pieces)
     try:
         first = True
@@ -167,13 +168,13 @@ def new_reference() -> str:
     return secrets.token_hex(5)
 
 
-def _wants_json(req: Any) -> bool:
+def _wants_json(req: Request) -> bool:
     accept = req.headers_in.get("accept") or ""
     return "application/json" in accept and "text/html" not in accept
 
 
 def send_error(
-    req: Any,
+    req: Request,
     status: int,
     message: str,
     *,
@@ -227,7 +228,7 @@ def _is_server_return(exc: BaseException) -> bool:
     return cls.__name__ == "SERVER_RETURN" and cls.__module__ in ("_apache", "mod_python.apache")
 
 
-def server_return(req: Any, exc: BaseException) -> int:
+def server_return(req: Request, exc: BaseException) -> int:
     """Answer ``apache.SERVER_RETURN`` exactly as mod_python's HandlerDispatch does.
 
     Handled here rather than re-raised: mod_python raises it from C (``req.read()``
@@ -265,7 +266,7 @@ def known_dsns() -> list[str]:
     return found
 
 
-def handle_error(req: Any, exc: BaseException, *, debug: bool) -> int:
+def handle_error(req: Request, exc: BaseException, *, debug: bool) -> int:
     """Answer a request whose handling raised ``exc`` (never a traceback unless ``debug``)."""
     if _is_server_return(exc):
         return server_return(req, exc)
