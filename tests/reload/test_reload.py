@@ -1,6 +1,7 @@
 """The reload protocol through real httpd under prefork, worker and event (issue 3)."""
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import threading
@@ -63,20 +64,65 @@ def answer(server: Any, path: str = "/") -> dict[str, int]:
 
 
 
-def test_edited_file_serves_new_code_and_unchanged_is_not_rerun(httpd, mpm, tmp_path):
-    """Item 1, with the default interval of one second."""
+def ask(client: http.client.HTTPConnection) -> tuple[str, str, int]:
+    """GET / on a kept-alive connection; return (version, token, pid) of 'v V token T pid P'."""
+    client.request("GET", "/")
+    response = client.getresponse()
+    text = response.read().decode()
+    assert response.status == 200, text[:2000]
+    # Closed, http.client would silently reconnect, maybe to another process.
+    assert not response.will_close, "httpd closed the kept-alive connection"
+    _, version, _, token, _, pid = text.split()
+    return version, token, int(pid)
+
+
+def test_edited_file_serves_new_code_and_unchanged_is_not_rerun(httpd, mpm):
+    """With the default interval of one second, every process that loaded a file serves
+    its edit, each executing it once; an unchanged file is never executed again."""
     source = "import os\nTOKEN = os.urandom(8).hex()\nV = {v}\n" \
              "def handler(req):\n    return 'v %d token %s pid %d' % (V, TOKEN, os.getpid())\n"
     server = httpd(mpm, directory=DISPATCH, options={"modpy_safe.handler": "app.py"},
                    files={"app.py": source.format(v=1)})
-    tokens: dict[str, str] = {}
-    for _ in range(12):
-        _, v, _, token, _, pid = server.get("/").text.split()
-        assert v == "1"
-        assert tokens.setdefault(pid, token) == token, "an unchanged file was executed again"
-    server.write("app.py", source.format(v=2))
-    server.wait_for("/", lambda r: r.text.startswith("v 2 "), tries=100, delay=0.05)
-    assert "reloaded" in server.error_log() and "(generation 2)" in server.error_log()
+    # One kept-alive connection per process: a connection is served by one process
+    # for its whole life, and a prefork child serving one takes no other, so each
+    # connection below reaches its own process, and each has loaded version 1.
+    clients = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+               for _ in range(server.processes)]
+    try:
+        pid_of: dict[int, int] = {}
+        token_of: dict[int, str] = {}
+        for number, client in enumerate(clients):
+            for _ in range(6):
+                version, token, pid = ask(client)
+                assert version == "1"
+                assert pid_of.setdefault(number, pid) == pid
+                assert token_of.setdefault(pid, token) == token, "an unchanged file ran again"
+        assert len(token_of) == server.processes, "two connections reached one process"
+
+        server.write("app.py", source.format(v=2))
+        new_token: dict[int, str] = {}
+        for _ in range(200):  # bounded: until every process served the edit
+            for number, client in enumerate(clients):
+                if pid_of[number] not in new_token:
+                    version, token, pid = ask(client)
+                    assert pid == pid_of[number]
+                    if version == "2":
+                        new_token[pid] = token
+            if len(new_token) == len(clients):
+                break
+            time.sleep(0.05)
+        assert len(new_token) == len(clients), f"only {sorted(new_token)} served the edit"
+        for number, client in enumerate(clients):
+            for _ in range(3):
+                assert ask(client) == ("2", new_token[pid_of[number]], pid_of[number])
+    finally:
+        for client in clients:
+            client.close()
+    log = server.error_log()
+    for pid, token in new_token.items():
+        assert token != token_of[pid], "the edited file was not executed"
+        assert re.search(rf"\[pid {pid}:tid \d+\] .*reloaded \S+/app\.py \(generation 2\)", log), \
+            f"process {pid} did not log its reload"
 
 
 def test_naive_module_edited_50_times_keeps_one_connection_per_process(httpd, mpm, postgres):
