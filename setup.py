@@ -21,7 +21,9 @@ setup(
     # requirement here.
     install_requires=[],
     extras_require={
-        "test": ["pytest>=7", "selenium>=4.10"],
+        # pytest-timeout: a test that hangs (a checkout waiting forever) fails
+        # alone instead of hanging the run; the limit is set in pyproject.toml.
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "selenium>=4.10"],
         "bench": ["DBUtils>=3", "psycopg[binary]>=3.1", "psycopg-pool>=3.1"],
         "lint": ["mypy>=1.5", "ruff>=0.4"],
     },

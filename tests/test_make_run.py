@@ -195,6 +195,7 @@ def port_is_closed(port: int) -> bool:
 
 @pytest.mark.httpd
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # two full starts of httpd and PostgreSQL through make
 def test_make_run_serves_the_urls_it_prints_and_stops_cleanly() -> None:
     if shutil.which("make") is None:
         pytest.fail("'make' is not installed: apt-get install make")

@@ -76,6 +76,7 @@ def test_database_down_when_httpd_starts(httpd: Any, database_restored: Postgres
 
 
 @pytest.mark.parametrize("mpm, processes", [("prefork", 4), ("event", 1)])
+@pytest.mark.timeout(240)  # its load may run 90 s around a database restart
 def test_database_restarted_under_eight_clients(
         httpd: Any, database_restored: PostgresServer, mpm: str, processes: int,
         record_property: Any) -> None:

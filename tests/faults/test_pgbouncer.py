@@ -78,6 +78,7 @@ def notes_table(postgres: PostgresServer) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("mpm", ["prefork", "event"])
+@pytest.mark.timeout(240)  # its load may run 90 s, with two servers to start
 def test_example_app_through_pgbouncer(postgres: PostgresServer, pgbouncer: PgBouncer,
                                        notes_table: None, mpm: str,
                                        record_property: Any) -> None:

@@ -22,7 +22,8 @@ from modpy_safe.testing import Httpd, PostgresServer
 
 from .conftest import DISPATCH, Clients, assert_no_secret, child_rss_kb, report
 
-pytestmark = [pytest.mark.httpd, pytest.mark.slow]
+# Its load runs up to 170 s by design: above the suite's default time limit.
+pytestmark = [pytest.mark.httpd, pytest.mark.slow, pytest.mark.timeout(300)]
 
 REQUESTS = 20_000
 RELOADS = 200
