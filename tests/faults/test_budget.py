@@ -1,4 +1,4 @@
-"""The connection budget warning (issue 9, case 12): it fires exactly when it should.
+"""The connection budget warning: it fires exactly when it should.
 
 At a Database's first connection in each process, modpy_safe compares the worst
 case -- the MPM's process limit times the connections one process may open

@@ -1,8 +1,8 @@
-"""Database faults through real httpd and the private PostgreSQL (issue 9, cases 1-6).
+"""Database faults through real httpd and the private PostgreSQL.
 
 Already proven elsewhere and not repeated here (see tests/test_connections_httpd.py):
 a backend terminated between requests is replaced within the next request
-(case 3, ``test_survives_terminate_restart_and_outage``; here: one killed in
+(``test_survives_terminate_restart_and_outage``; here: one killed in
 the middle of a request, in each mode), one slow request holding the
 only connection makes one extra request time out (``test_exhaustion_...``),
 a forgotten transaction is rolled back before the next request on that
@@ -36,7 +36,7 @@ from .db_app import ask, committed_rows, serve
 
 pytestmark = pytest.mark.httpd
 
-# ---------------------------------------------------------------- case 1
+# ----------------------------------------- database down at start
 
 
 @pytest.mark.parametrize("mpm", ["prefork", "event"])
@@ -72,7 +72,7 @@ def test_database_down_when_httpd_starts(httpd: Any, database_restored: Postgres
     assert_no_secret(postgres, server, *(r.text for r in down), status_page.text)
 
 
-# ---------------------------------------------------------------- case 2
+# ---------------------------------- database restarted under load
 
 
 @pytest.mark.parametrize("mpm, processes", [("prefork", 4), ("event", 1)])
@@ -132,7 +132,7 @@ def test_database_restarted_under_eight_clients(
     assert_no_secret(postgres, server, *(o.text for o in during), status_page.text)
 
 
-# ---------------------------------------------------------------- case 3
+# ------------------------------------- backend killed mid-request
 
 
 @pytest.mark.parametrize("mode", ["persistent", "pooled", "per-request"])
@@ -170,7 +170,7 @@ def test_backend_killed_in_the_middle_of_a_request(httpd: Any, postgres: Postgre
     assert_no_secret(postgres, server, text)
 
 
-# ---------------------------------------------------------------- case 4
+# ------------------------------------------------- pool exhausted
 
 
 def test_many_extras_time_out_and_every_thread_comes_back(
@@ -220,7 +220,7 @@ def test_many_extras_time_out_and_every_thread_comes_back(
     assert_no_secret(postgres, server, *refused)
 
 
-# ---------------------------------------------------------------- case 5
+# ------------------------------------------------- data integrity
 
 
 @pytest.mark.parametrize("mpm", ["prefork", "event"])
@@ -269,7 +269,7 @@ def test_data_integrity(httpd: Any, postgres: PostgresServer, mpm: str, fault_ro
            connections=postgres.count_connections(app))
 
 
-# ---------------------------------------------------------------- case 6
+# --------------------------------------- session state and resets
 
 
 @pytest.mark.parametrize("reset", ["discard", "rollback"])

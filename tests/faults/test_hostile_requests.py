@@ -1,11 +1,11 @@
-"""Hostile and malformed requests against the publisher and dispatch, PythonDebug Off (case 9).
+"""Hostile and malformed requests against the publisher and dispatch, PythonDebug Off.
 
 One httpd serves both: ``/pub/`` through ``modpy_safe.publisher`` and ``/disp/``
 through ``modpy_safe.dispatch`` (each request's own file; ``app.py`` is a
 ``Handler`` class). Next to the document root, outside it, lie ``secret.txt``
 and ``evil.py`` (whose every callable returns the secret): no request may ever
 read or run them. Every answer must be a 4xx, never a 500, never a traceback,
-never the secret, never the database password (case 10).
+never the secret, never the database password.
 
 Already proven elsewhere and not repeated: the publisher's malformed object
 paths (trailing dots, ``%ff``, very long segments) in test_publisher_better

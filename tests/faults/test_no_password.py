@@ -1,4 +1,4 @@
-"""No password from any DSN in the error log, an error page or the status page (issue 9, case 10).
+"""No password from any DSN in the error log, an error page or the status page.
 
 Every other test of the fault suite also checks its responses and error log with
 ``assert_no_secret``. Proven elsewhere: a wrong password in a Database's DSN is

@@ -1,4 +1,4 @@
-"""More than one machine (issue 9, case 11): everything through PgBouncer in transaction mode.
+"""More than one machine: everything through PgBouncer in transaction mode.
 
 The harness's ``pgbouncer`` fixture runs PgBouncer (Debian's package) in
 transaction pooling mode in front of the private cluster with

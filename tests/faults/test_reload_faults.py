@@ -1,4 +1,4 @@
-"""Reload faults through real httpd (issue 9, case 7), counting the server's connections.
+"""Reload faults through real httpd, counting the server's connections.
 
 Already proven in tests/test_reload.py under prefork, worker and event, and not
 repeated here: a syntax error and an exception at import keep the old version

@@ -1,4 +1,4 @@
-"""Soak (issue 9, case 8): event, 8 clients, 200 reloads, 20 000 requests.
+"""Soak: event, 8 clients, 200 reloads, 20 000 requests.
 
 The handler holds both kinds of connection a real site has: a
 ``modpy_safe.Database`` (pooled under event, handed over at each reload) and

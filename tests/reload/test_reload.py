@@ -1,4 +1,4 @@
-"""The reload protocol through real httpd under prefork, worker and event (issue 3)."""
+"""The reload protocol through real httpd under prefork, worker and event."""
 from __future__ import annotations
 
 import http.client
@@ -126,7 +126,8 @@ def test_edited_file_serves_new_code_and_unchanged_is_not_rerun(httpd, mpm):
 
 
 def test_naive_module_edited_50_times_keeps_one_connection_per_process(httpd, mpm, postgres):
-    """Item 2 (and 10): the mailing-list program, unchanged, edited and requested 50 times."""
+    """The mailing-list program, unchanged, edited and requested 50 times: one connection per
+    process, the old one closed after each reload."""
     app = f"reload_naive_{mpm}"
     dsn = postgres.dsn_for(app)
     server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=0, sleep="")})
@@ -149,7 +150,7 @@ def test_naive_module_edited_50_times_keeps_one_connection_per_process(httpd, mp
 
 
 def test_guarded_idiom_keeps_its_backend_across_20_reloads(httpd, mpm, postgres):
-    """Item 3: 'if "conn" not in globals()' keeps the same pg_backend_pid()."""
+    """The guarded idiom 'if "conn" not in globals()' keeps the same pg_backend_pid()."""
     app = f"reload_guarded_{mpm}"
     dsn = postgres.dsn_for(app)
     server = serve(httpd, mpm, {"app.py": GUARDED.format(dsn=dsn, version=0, sleep="")})
@@ -196,7 +197,7 @@ def handler(req):
 
 
 def test_hooks_keep_mod_python_33_meaning(httpd, mpm, postgres, shared_dir):
-    """Item 4: own __mp_clone__ runs after the hand-over; a failing one purges and starts fresh."""
+    """A file's own __mp_clone__ runs after the hand-over; a failing one purges, N starts fresh."""
     app = f"reload_hooks_{mpm}"
     dsn = postgres.dsn_for(app)
     marker = shared_dir / "purged.txt"
@@ -231,7 +232,7 @@ def broken(source: str, mistake: str) -> tuple[str, int]:
 
 
 def test_failed_reload_keeps_old_version_until_the_file_is_fixed(httpd, mpm, postgres):
-    """Item 5 with PythonDebug Off: break it, the old version answers, fix it, the new one does."""
+    """With PythonDebug Off: break it, the old version answers; fix it, the new one does."""
     app = f"reload_broken_{mpm}"
     dsn = postgres.dsn_for(app)
     # One process: a process that never loaded version 1 has no old version to keep.
@@ -268,7 +269,7 @@ def test_failed_reload_keeps_old_version_until_the_file_is_fixed(httpd, mpm, pos
 
 
 def test_failed_reload_is_shown_with_python_debug(httpd, mpm, postgres):
-    """Item 5 with PythonDebug On: the request shows the error until the file is fixed."""
+    """With PythonDebug On: a failed reload is shown on the page until the file is fixed."""
     app = f"reload_debug_{mpm}"
     dsn = postgres.dsn_for(app)
     server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=1, sleep="")},
@@ -309,7 +310,8 @@ def handler(req):
 
 
 def test_editing_a_helper_reloads_it_and_its_importer(httpd, mpm):
-    """Item 6: 'import helpers' from the handler's directory is tracked; json is not."""
+    """Editing a helper reloads it and its importer: 'import helpers' from the handler's
+    directory is tracked; json is not."""
     server = serve(httpd, mpm, {"helpers.py": HELPERS.format(word="one"),
                                 "app.py": USES_HELPERS}, processes=1)
     word, loud, loaded, _, stdlib = server.get("/").text.split()
@@ -323,7 +325,7 @@ def test_editing_a_helper_reloads_it_and_its_importer(httpd, mpm):
 
 
 def test_event_clients_never_fail_while_the_handler_is_rewritten(httpd, postgres):
-    """Item 7: 8 concurrent clients under event, 20 rewrites, zero failed requests."""
+    """8 concurrent clients under event, 20 rewrites of the handler, zero failed requests."""
     app = "reload_concurrent_event"
     dsn = postgres.dsn_for(app)
     # pg_sleep keeps requests in flight on old versions while new ones load.
@@ -396,7 +398,8 @@ def handler(req):
 
 
 def test_dataclass_and_pickle_work_across_reloads(httpd, mpm):
-    """Item 8: the module is in sys.modules under its own label."""
+    """Dataclasses, typing and pickle work across reloads: the module is in sys.modules
+    under its own label."""
     server = serve(httpd, mpm, {"app.py": PICKLED.format(version=1)}, processes=1)
     first = server.get("/")
     assert first.status == 200, first.text
@@ -449,7 +452,7 @@ def drained(postgres: Any, app: str, *, tries: int = 100) -> int:
 
 
 def test_plain_mod_python_drops_connections_at_stop_baseline(httpd, mpm, postgres, verbose_role):
-    """Baseline for item 9: without modpy_safe the child exits without closing: EOF logged."""
+    """Baseline: without modpy_safe a stopping child never closes its connection: EOF logged."""
     app = f"exit_baseline_{mpm}"
     dsn = postgres.dsn_for(app).replace(f"user={postgres.role}", f"user={verbose_role}")
     server = httpd(mpm, processes=1, directory="PythonHandler plain",
@@ -466,7 +469,7 @@ def test_plain_mod_python_drops_connections_at_stop_baseline(httpd, mpm, postgre
 
 
 def test_stop_closes_every_connection_cleanly(httpd, mpm, postgres, verbose_role):
-    """Item 9: 'httpd -k stop' closes what loaded modules hold; PostgreSQL sees no EOF."""
+    """'httpd -k stop' closes what loaded modules hold; PostgreSQL sees no EOF."""
     app = f"exit_clean_{mpm}"
     dsn = postgres.dsn_for(app).replace(f"user={postgres.role}", f"user={verbose_role}")
     server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=0, sleep="")},
@@ -486,7 +489,7 @@ def test_stop_closes_every_connection_cleanly(httpd, mpm, postgres, verbose_role
 
 
 def test_max_connections_per_child_closes_cleanly(httpd, mpm, postgres, verbose_role):
-    """Item 9: a child retired by MaxConnectionsPerChild closes its connections too."""
+    """A child retired by MaxConnectionsPerChild closes its connections too."""
     app = f"exit_recycled_{mpm}"
     dsn = postgres.dsn_for(app).replace(f"user={postgres.role}", f"user={verbose_role}")
     server = serve(httpd, mpm, {"app.py": NAIVE.format(dsn=dsn, version=0, sleep="")},
