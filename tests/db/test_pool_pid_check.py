@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fix_fork import in_forked_child
