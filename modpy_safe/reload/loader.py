@@ -267,6 +267,14 @@ def _hand_over(old: Instance, new: Instance) -> dict[int, tuple[str, Any]]:
     return found
 
 
+def _scrubbed_traceback() -> str:
+    """Return the exception being handled, formatted, with DSN passwords masked.
+
+    A hook's traceback quotes its source lines, which may hold a literal DSN.
+    """
+    return scrub(traceback.format_exc()).rstrip()
+
+
 def _run_user_clone(old: Instance, new: Instance) -> bool:
     """Call a file's own ``__mp_clone__``; on failure purge ``old``, reset ``new``, return False."""
     hook = old.namespace.get("__mp_clone__")
@@ -276,15 +284,16 @@ def _run_user_clone(old: Instance, new: Instance) -> bool:
         hook(new.module)
         return True
     except Exception:
-        log.exception("__mp_clone__ of generation %d of %s failed; purging it and starting "
-                      "generation %d fresh", old.generation, old.entry.path, new.generation)
+        log.error("__mp_clone__ of generation %d of %s failed; purging it and starting "
+                  "generation %d fresh\n%s", old.generation, old.entry.path, new.generation,
+                  _scrubbed_traceback())
     purge = old.namespace.get("__mp_purge__")
     if callable(purge):
         try:
             purge()
         except Exception:
-            log.exception("__mp_purge__ of generation %d of %s failed",
-                          old.generation, old.entry.path)
+            log.error("__mp_purge__ of generation %d of %s failed\n%s",
+                      old.generation, old.entry.path, _scrubbed_traceback())
     identity = ("__name__", "__doc__", "__package__", "__loader__", "__spec__")
     keep: dict[str, Any] = {k: new.namespace[k] for k in identity if k in new.namespace}
     new.namespace.clear()

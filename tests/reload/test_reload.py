@@ -178,7 +178,8 @@ def __mp_clone__(new):
     # Written for mod_python 3.3: by the time it runs, the framework has already
     # handed the connection over.
     if {fail}:
-        raise RuntimeError("this clone hook is broken")
+        # A broken hook that quotes the DSN: its traceback must not show the password.
+        psycopg2.connect({dsn!r} + " sslmode=broken")
     new.clones = clones + 1
     new.saw_conn = hasattr(new, "conn")
 
@@ -221,6 +222,9 @@ def test_hooks_keep_mod_python_33_meaning(httpd, mpm, postgres, shared_dir):
     assert postgres.settled_count(app, at_most=1) == 1, (
         "the purged version's connection was not closed")
     assert postgres.backend_pids(app) == [third["backend"]]
+    log = server.error_log()
+    assert "__mp_clone__ of generation 2" in log and "sslmode" in log
+    assert postgres.password not in log
 
 
 def broken(source: str, mistake: str) -> tuple[str, int]:
