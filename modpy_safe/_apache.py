@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ __all__ = [
     "client_ip",
     "handler_suffixes",
     "interpreter_name",
+    "route_import_module",
 ]
 
 try:  # pragma: no cover - only importable inside httpd
@@ -298,3 +300,39 @@ def debug_enabled(req: Request) -> bool:
 def autoreload_enabled(req: Request) -> bool:
     """Return True unless ``PythonAutoReload Off`` applies to this request."""
     return bool(req.get_config().get("PythonAutoReload", "1") == "1")
+
+
+# Asked first by the wrapped apache.import_module: (caller's globals, name,
+# autoreload, log, path) -> the module, or None to let mod_python answer.
+ImportRouter = Callable[[dict[str, Any], str, Any, Any, Any], Any]
+_import_router: ImportRouter | None = None
+
+
+def route_import_module(router: ImportRouter) -> None:
+    """Make ``apache.import_module`` ask ``router`` first (once per interpreter).
+
+    mod_python's own dispatcher calls the same function, so the wrapper is
+    replaced in ``mod_python.apache`` itself; ``router`` returns None for any
+    caller that is not a module modpy_safe loaded, and mod_python's original
+    then answers as before.
+    """
+    global _import_router
+    _import_router = router
+    if _ap is None or getattr(_ap.import_module, "__modpy_safe__", False):
+        return
+    original = _ap.import_module
+
+    def import_module(module_name: str, autoreload: Any = None, log: Any = None,
+                      path: Any = None) -> Any:
+        """Import ``module_name``: through modpy_safe's importer when a module it loaded asks."""
+        route = _import_router
+        if route is not None:
+            found = route(sys._getframe(1).f_globals, module_name, autoreload, log, path)
+            if found is not None:
+                return found
+        return original(module_name, autoreload=1 if autoreload is None else autoreload,
+                        log=log or 0, path=path)
+
+    import_module.__modpy_safe__ = True  # type: ignore[attr-defined]
+    import_module.__wrapped__ = original  # type: ignore[attr-defined]
+    _ap.import_module = import_module

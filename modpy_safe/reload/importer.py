@@ -65,7 +65,7 @@ def acquire(path: str, scope: RequestScope, *, autoreload: bool = True) -> types
     """Return the current instance of ``path`` and lease it until ``scope`` ends."""
     options = scope.options
     interval = options.value(RELOAD_INTERVAL)
-    return acquire_entry(entry_for(path), scope, interval, extra_dirs(options),
+    return acquire_entry(entry_for(path), scope, interval, extra_dirs(options, scope),
                          autoreload=autoreload)
 
 

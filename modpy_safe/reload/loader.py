@@ -21,9 +21,10 @@ from typing import Any
 
 from .. import _apache
 from .._apache import Request
-from .._context import Loading, current_scope
-from .._options import RELOAD_INTERVAL, RELOAD_PATH, Options
+from .._context import Loading, RequestScope, current_scope
+from .._options import RELOAD_INTERVAL, Options
 from .._redact import scrub
+from . import path as _path
 from . import resources as _resources
 from .versions import (
     OWNER_KEY,
@@ -81,9 +82,12 @@ def _loaded_key(inst: Instance) -> tuple[Any, ...]:
     return (inst.mtime, tuple(deps))
 
 
-def extra_dirs(options: Options) -> tuple[str, ...]:
-    """Return the ``modpy_safe.reload.path`` directories (validated, cached by Options)."""
-    return options.value(RELOAD_PATH)
+def extra_dirs(options: Options, scope: RequestScope | None = None) -> tuple[str, ...]:
+    """Return the ``reload.path`` and ``mod_python.importer.path`` directories.
+
+    ``~/`` in them is the handler root of the request ``scope`` serves.
+    """
+    return _path.search_path(options, _path.handler_root(scope))
 
 
 def fresh(entry: Entry, extra: tuple[str, ...] | None, interval: float, *, debug: bool,
@@ -231,6 +235,8 @@ def _prepare(inst: Instance) -> None:
         __file__=inst.entry.path,
         __builtins__=own_builtins,
         __cached__=None,
+        # mod_python 3.3's name for where this module's imports look.
+        __mp_path__=list(inst.dirs),
         __mp_clone__=_default_clone(inst),
         __mp_purge__=_default_purge(inst),
     )
@@ -364,25 +370,34 @@ def _import_hook(inst: Instance, real_import: Any) -> Any:
     return __import__
 
 
-def import_child(owner: Instance | None, path: str) -> types.ModuleType:
-    """Return the current instance of ``path`` for ``owner`` and record the dependency."""
+def import_child(owner: Instance | None, path: str, *, check: bool = True) -> types.ModuleType:
+    """Return the current instance of ``path`` for ``owner`` and record the dependency.
+
+    ``check=False`` (``apache.import_module(..., autoreload=False)``) takes the
+    loaded version, if there is one, without looking at the file, and records
+    no dependency (the parent's own checks would reload the child).
+    """
     entry = entry_for(path)
     loading = owner is not None and owner.entry.loading is owner
     scope = current_scope()
-    if loading or scope is None:
+    if not check and entry.instance is not None and (loading or scope is None):
+        child = entry.instance
+    elif loading or scope is None:
         extra = owner.dirs[1:] if owner is not None else ()
         child = fresh(entry, extra, 0.0, debug=False, force=True)
     else:
         # At request time (an import inside a function): the interval applies,
         # and the request leases the instance it gets.
         interval = scope.options.value(RELOAD_INTERVAL)
-        extra = owner.dirs[1:] if owner is not None else extra_dirs(scope.options)
+        extra = owner.dirs[1:] if owner is not None else extra_dirs(scope.options, scope)
         while True:
-            child = fresh(entry, extra, interval, debug=scope.debug, req=scope.req)
+            current = entry.instance
+            child = current if not check and current is not None else fresh(
+                entry, extra, interval, debug=scope.debug, req=scope.req)
             leased = lease(child)
             if leased is not None:
                 scope.hold(*leased, release)
                 break
-    if owner is not None:
+    if owner is not None and check:
         owner.depend_on(child)
     return child.module
