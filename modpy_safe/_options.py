@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import shlex
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
@@ -19,10 +20,13 @@ from typing import Any, Generic, TypeVar
 from ._errors import ConfigError
 from ._redact import redact_dsn
 
-__all__ = ["Options", "Option", "OPTIONS", "options_for", "PREFIX", "as_bool", "as_seconds",
+__all__ = ["Options", "Option", "OPTIONS", "options_for", "PREFIX", "FOREIGN", "PHASE_HANDLERS",
+           "FILTER_HANDLERS", "as_handler_specs", "as_bool", "as_seconds",
            "as_int", "as_choice", "as_paths", "as_networks", "as_handler_spec", "find_option"]
 
 PREFIX = "modpy_safe."
+#: Options of mod_python itself that modpy_safe honours, read under their own names.
+FOREIGN = frozenset({"mod_python.importer.path"})
 
 T = TypeVar("T")
 
@@ -124,6 +128,20 @@ def as_handler_spec(raw: str) -> tuple[str, str]:
     return path, name
 
 
+def as_handler_specs(raw: str) -> tuple[str, ...]:
+    """Read one or more ``file[::name]`` separated by spaces (shell quoting for spaces in paths)."""
+    try:
+        specs = tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; allowed: file.py[::callable], several separated by "
+                         "spaces") from None
+    if not specs:
+        raise ValueError("allowed: file.py[::callable], several separated by spaces")
+    for spec in specs:
+        as_handler_spec(spec)
+    return specs
+
+
 def as_text(raw: str) -> str:
     """Take the value as written (checked later by what uses it, e.g. a driver's DSN parser)."""
     return raw
@@ -191,6 +209,19 @@ RELOAD_PATH = _declare(
     "reload.path", as_paths, _NO_PATHS, "not set",
     "More directories whose modules are reloaded like the handler's own.")
 
+#: The handlers of one phase (or filter), named after the function mod_python calls.
+PHASE_NAMES = ("postreadrequesthandler", "transhandler", "headerparserhandler", "inithandler",
+               "accesshandler", "authenhandler", "authzhandler", "typehandler", "fixuphandler",
+               "loghandler", "cleanuphandler", "inputfilter", "outputfilter")
+PHASE_HANDLERS: dict[str, Option[tuple[str, ...]]] = {
+    name: _declare(name, as_handler_specs, (), "modpy_safe.handler",
+                   f"The handlers of the phase that calls {name}().")
+    for name in PHASE_NAMES}
+FILTER_HANDLERS: dict[str, Option[tuple[str, ...]]] = {
+    name: _declare(f"{name}.<name>", as_handler_specs, (), f"modpy_safe.{name}",
+                   f"The {name} of the filter called <name>.")
+    for name in ("inputfilter", "outputfilter")}
+
 #: The settings of ``modpy_safe.Database(name=...)``: ``db.<name>.<setting>``.
 DB_SETTINGS: dict[str, Option[Any]] = {
     "dsn": _declare("db.<name>.dsn", as_text, None, "none",
@@ -226,7 +257,7 @@ def find_option(name: str) -> tuple[Option[Any], str | None] | None:
         return option, None
     head, _, rest = short.partition(".")
     param, _, setting = rest.partition(".")
-    option = OPTIONS.get(f"{head}.<name>.{setting}")
+    option = OPTIONS.get(f"{head}.<name>.{setting}" if setting else f"{head}.<name>")
     if option is not None and _FAMILY.fullmatch(param):
         return option, param
     return None
@@ -248,7 +279,8 @@ class Options:
         self, mapping: Mapping[str, str] | None = None, *, source: str = "PythonOption"
     ) -> None:
         self._raw: dict[str, str] = {
-            str(k): str(v) for k, v in (mapping or {}).items() if str(k).startswith(PREFIX)
+            str(k): str(v) for k, v in (mapping or {}).items()
+            if str(k).startswith(PREFIX) or str(k) in FOREIGN
         }
         self.source = source
         self._cache: dict[str, object] = {}
@@ -267,7 +299,8 @@ class Options:
 
     def raw(self, name: str) -> str | None:
         """Return the unconverted value of ``name``, or None when it is not set."""
-        return self._raw.get(name if name.startswith(PREFIX) else PREFIX + name)
+        key = name if name.startswith(PREFIX) or name in FOREIGN else PREFIX + name
+        return self._raw.get(key)
 
     def names(self, prefix: str = "") -> Iterable[str]:
         """Yield the option names (without ``modpy_safe.``) that start with ``prefix``."""
@@ -278,7 +311,8 @@ class Options:
 
     def unknown(self) -> list[str]:
         """Return the full names of the options set here that modpy_safe does not declare."""
-        return sorted(key for key in self._raw if find_option(key) is None)
+        return sorted(key for key in self._raw
+                      if key not in FOREIGN and find_option(key) is None)
 
     def is_set(self, option: Option[Any], param: str | None = None) -> bool:
         """Return True when ``option`` is given in this configuration."""
@@ -330,7 +364,7 @@ def options_for(table: Mapping[str, str]) -> Options:
     found = _by_items.get(items)
     if found is not None:
         return found
-    key = tuple(sorted((k, v) for k, v in items if k.startswith(PREFIX)))
+    key = tuple(sorted((k, v) for k, v in items if k.startswith(PREFIX) or k in FOREIGN))
     with _cache_lock:
         if len(_by_items) >= _CACHE_LIMIT:
             _by_items.clear()

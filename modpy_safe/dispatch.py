@@ -1,6 +1,13 @@
-"""``PythonHandler modpy_safe.dispatch``: serve handler files through the safe importer.
+"""``PythonXxxHandler modpy_safe.dispatch``: serve every phase through the safe importer.
 
-mod_python calls :func:`handler` for every request of the section. The work is
+mod_python calls the function named after the phase: :func:`handler` for the
+content, :func:`authenhandler` for ``PythonAuthenHandler`` and so on for every
+``Python*Handler``, :func:`inputfilter` and :func:`outputfilter` for the filters
+(``web/phases.py`` says which file serves which phase and what return codes
+mean). A phase before content fails closed: whatever goes wrong ends the
+request with its status, and the resource is never served.
+
+For the content phase the work is
 split so each part can be tested alone: ``web/plan.py`` holds, per
 configuration, which file and callable serve a request (``web/routing.py``
 decides) and asks ``reload/importer.py`` for the current version of that file
@@ -13,21 +20,34 @@ open the request's scope, and let the plan serve.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from . import _apache
 from ._apache import Request
 from ._context import RequestScope
-from ._errors import HTTPError
+from ._errors import ConfigError, HTTPError
 from ._options import options_for
+from .reload import importer as _importer
+from .reload import mpimport as _mpimport  # noqa: F401 - routes apache.import_module
+from .reload import path as _path
+from .web import phases as _phases
 from .web import plan as _plan
 from .web import response as _response
+from .web import routing as _routing
 
-__all__ = ["handler"]
+__all__ = ["handler", "inputfilter", "outputfilter"] + [
+    name for name in _phases.PHASES if name != "handler"]
 
 
 def handler(req: Request) -> int:
     """Serve one request (the entry point mod_python calls)."""
     if not _apache._logging_installed:
         _apache.install_logging()
+    phase = getattr(req, "phase", None)  # a stand-in request (bench, tests) may have none
+    if phase != "PythonHandler" and phase is not None:
+        # 'PythonAuthenHandler modpy_safe.dispatch::handler': the content target,
+        # under that phase's rules (it fails closed).
+        return _serve(req, _phases.BY_DIRECTIVE[phase], _phases.CONTENT)
     debug, autoreload = _apache.request_flags(req)
     options = options_for(req.get_options())
     with RequestScope(req, options, debug=debug) as scope:
@@ -51,3 +71,187 @@ def _undecodable_url(req: Request) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+# ------------------------------------------------------------ other phases
+
+
+def _serve(req: Any, phase: _phases.Phase, named: _phases.Phase | None = None) -> int:
+    """Run the handlers of ``phase`` (those of ``named`` if given) as mod_python stacks them."""
+    if not _apache._logging_installed:
+        _apache.install_logging()
+    debug, autoreload = _apache.request_flags(req)
+    result = _phases.DECLINED if _phases.DECLINED in phase.proceed else _phases.OK
+    options = options_for(req.get_options())
+    with RequestScope(req, options, debug=debug) as scope:
+        try:
+            plan = _phases.plan_for(options, _apache.section_directory(req), req)
+            for step in plan.steps(named or phase):
+                try:
+                    module = _importer.acquire_entry(step.entry, scope, plan.interval,
+                                                     plan.extra, autoreload=autoreload)
+                except FileNotFoundError:
+                    raise ConfigError(f"PythonOption {step.option} names "
+                                      f"{step.target.path!r}, which does not exist") from None
+                try:
+                    result = _phases.outcome(phase, _routing.find(module, step.target)(req))
+                except Exception as exc:
+                    if not _response._is_server_return(exc):
+                        raise
+                    result = _response.server_return(req, exc)
+                if result not in phase.proceed:
+                    break
+            return result
+        except Exception as exc:
+            return _failed(req, phase, exc, debug)
+
+
+def _failed(req: Any, phase: _phases.Phase, exc: Exception, debug: bool) -> int:
+    if phase.refuses:
+        return _response.refuse(req, exc, debug=debug, phase=phase.directive)
+    # After the content: the answer is gone, the log is all there is.
+    _response.describe(req, exc, debug=debug,
+                       where=f"{phase.directive} for {req.method} {req.unparsed_uri}")
+    return _phases.OK
+
+
+def _entry(phase: _phases.Phase) -> Any:
+    def serve(req: Any) -> int:
+        return _serve(req, phase)
+
+    serve.__name__ = serve.__qualname__ = phase.name
+    serve.__doc__ = (f"Serve {phase.directive}: call {phase.name}(req) of the file named by "
+                     f"modpy_safe.{phase.name} or modpy_safe.handler.")
+    return serve
+
+
+postreadrequesthandler = _entry(_phases.PHASES["postreadrequesthandler"])
+transhandler = _entry(_phases.PHASES["transhandler"])
+headerparserhandler = _entry(_phases.PHASES["headerparserhandler"])
+inithandler = _entry(_phases.PHASES["inithandler"])
+accesshandler = _entry(_phases.PHASES["accesshandler"])
+authenhandler = _entry(_phases.PHASES["authenhandler"])
+authzhandler = _entry(_phases.PHASES["authzhandler"])
+typehandler = _entry(_phases.PHASES["typehandler"])
+fixuphandler = _entry(_phases.PHASES["fixuphandler"])
+loghandler = _entry(_phases.PHASES["loghandler"])
+cleanuphandler = _entry(_phases.PHASES["cleanuphandler"])
+
+
+# ----------------------------------------------------------------- filters
+
+
+def inputfilter(fltr: Any) -> None:
+    """Serve ``PythonInputFilter modpy_safe.dispatch NAME``: call ``inputfilter(filter)``."""
+    _filter(fltr, _phases.INPUT)
+
+
+def outputfilter(fltr: Any) -> None:
+    """Serve ``PythonOutputFilter modpy_safe.dispatch NAME``: call ``outputfilter(filter)``."""
+    _filter(fltr, _phases.OUTPUT)
+
+
+_FAILED_FILTERS = "_modpy_safe_failed_filters"  # request attribute: names of failed filters
+_WRITTEN = "_modpy_safe_filter_writes"  # request attribute: what filters wrote
+
+
+class _Filter:
+    """mod_python's filter object, with what is written kept alive until the request ends.
+
+    mod_python hands Apache a pointer into the written object's memory (an
+    "immortal" bucket) and lets Python free it as soon as the caller drops it,
+    before the data is sent: the client then gets whatever reused that memory.
+    The request object outlives every bucket of its response.
+    """
+
+    __slots__ = ("_filter", "_kept")
+
+    def __init__(self, fltr: Any, kept: list[Any]) -> None:
+        self._filter = fltr
+        self._kept = kept
+
+    def write(self, data: Any) -> None:
+        """Write ``data`` (str or bytes) to the next filter."""
+        self._kept.append(data)
+        self._filter.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._filter, name)
+
+
+def _kept(req: Any) -> list[Any]:
+    kept: list[Any] | None = getattr(req, _WRITTEN, None)
+    if kept is None:
+        kept = []
+        setattr(req, _WRITTEN, kept)
+    return kept
+
+
+def _filter(fltr: Any, phase: _phases.Phase) -> None:
+    """Call the filter's handler for one brigade; after a failure drop what follows."""
+    if not _apache._logging_installed:
+        _apache.install_logging()
+    req = fltr.req
+    debug, autoreload = _apache.request_flags(req)
+    failed = getattr(req, _FAILED_FILTERS, None)
+    if failed is not None and fltr.name in failed:
+        _drain(fltr)
+        return
+    directory = fltr.dir or None
+    try:
+        options = options_for(req.get_options())
+        with RequestScope(req, options, debug=debug) as scope:
+            plan = _phases.plan_for(options, directory, req)
+            scope.data[_path.ROOT_KEY] = plan.root
+            step = plan.steps(phase, fltr.name)[0]
+            try:
+                module = _importer.acquire_entry(
+                    step.entry, scope, plan.interval, plan.extra, autoreload=autoreload)
+            except FileNotFoundError:
+                raise ConfigError(f"PythonOption {step.option} names {step.target.path!r}, "
+                                  "which does not exist") from None
+            _routing.find(module, step.target)(_Filter(fltr, _kept(req)))
+    except Exception as exc:
+        if _response._is_server_return(exc):
+            return  # mod_python's FilterDispatch ignores it too
+        _filter_failed(fltr, phase, exc, debug, first=failed is None)
+        return
+    if failed is None:
+        setattr(req, _FAILED_FILTERS, set())
+
+
+def _filter_failed(fltr: Any, phase: _phases.Phase, exc: Exception, debug: bool, *,
+                   first: bool) -> None:
+    """Log a filter's failure; never let the unfiltered data through in its place.
+
+    mod_python would pass the rest on unfiltered. Here an output filter that
+    fails on its first call answers 500 (the headers are not sent yet); one
+    that fails later ends the body where it stands. The rest is dropped.
+    """
+    req = fltr.req
+    failure = _response.describe(
+        req, exc, debug=debug, where=f"{phase.directive} {fltr.name} for "
+                                     f"{req.method} {req.unparsed_uri}")
+    failed = getattr(req, _FAILED_FILTERS, None) or set()
+    failed.add(fltr.name)
+    setattr(req, _FAILED_FILTERS, failed)
+    if first and not fltr.is_input and not fltr.closed:
+        req.status = failure.status
+        if "Content-Length" in req.headers_out:
+            del req.headers_out["Content-Length"]
+        req.content_type = "text/html; charset=utf-8"
+        text = _response.page(failure.status, failure.message, reference=failure.reference,
+                              detail=failure.detail)
+        _Filter(fltr, _kept(req)).write(text)
+    _drain(fltr)
+
+
+def _drain(fltr: Any) -> None:
+    """Read and drop what reaches a failed filter; close it at the end of the stream."""
+    if fltr.closed:
+        return
+    data = fltr.read()
+    while data:
+        data = fltr.read()
+    if data is None:  # the end of the stream: pass it on
+        fltr.close()

@@ -15,6 +15,7 @@ The request scope, its lease and the error answer are the entry points' part
 """
 from __future__ import annotations
 
+import os
 import time
 import types
 from typing import Any
@@ -23,8 +24,9 @@ from .. import _apache
 from .._apache import Request
 from .._context import RequestScope
 from .._errors import HTTPError
-from .._options import RELOAD_INTERVAL, RELOAD_PATH, Options
+from .._options import RELOAD_INTERVAL, Options
 from ..reload import importer
+from ..reload.path import root_of, search_path
 from . import output, publish, response, routing
 
 __all__ = ["Plan", "FixedPlan", "UrlPlan", "PublisherPlan", "dispatch_plan", "publisher_plan"]
@@ -37,10 +39,11 @@ class Plan:
 
     __slots__ = ("options", "interval", "extra")
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, root: str | None = None) -> None:
         self.options = options
         self.interval: float = options.value(RELOAD_INTERVAL)
-        self.extra: tuple[str, ...] = options.value(RELOAD_PATH)
+        # reload.path and mod_python.importer.path, '~/' meaning the handler root.
+        self.extra: tuple[str, ...] = search_path(options, root)
 
     def acquire(self, entry: Any, scope: RequestScope, autoreload: bool) -> types.ModuleType:
         """Return the current version of ``entry``'s file, leased until the request ends.
@@ -64,8 +67,8 @@ class FixedPlan(Plan):
 
     __slots__ = ("target", "entry")
 
-    def __init__(self, options: Options, directory: str | None) -> None:
-        super().__init__(options)
+    def __init__(self, options: Options, directory: str | None, root: str | None) -> None:
+        super().__init__(options, root)
         self.target = routing.fixed_target(options, directory)
         self.entry = importer.entry_for(self.target.path)
 
@@ -138,8 +141,9 @@ def dispatch_plan(req: Request, options: Options) -> Plan:
     plan: Plan | None = options.plans.get(directory)
     if plan is None:
         # Built outside any lock: two threads may both build it, and either is right.
-        built: Plan = (FixedPlan(options, directory) if routing.is_fixed(options)
-                       else UrlPlan(options))
+        root = os.path.normpath(directory) if directory else root_of(req)
+        built: Plan = (FixedPlan(options, directory, root) if routing.is_fixed(options)
+                       else UrlPlan(options, root))
         plan = options.plans.setdefault(directory, built)
     return plan
 

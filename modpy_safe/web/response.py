@@ -36,7 +36,8 @@ from .._errors import DatabaseError, HTTPError
 from .._redact import scrub
 from .handler import Handler, run
 
-__all__ = ["call", "render", "handle_error", "send_error", "redirect", "Redirect", "OK", "DECLINED"]
+__all__ = ["call", "render", "handle_error", "refuse", "describe", "Failure", "send_error", "page",
+           "redirect", "Redirect", "OK", "DECLINED", "DONE"]
 
 log = logging.getLogger("modpy_safe.dispatch")
 
@@ -181,15 +182,21 @@ def send_error(
     headers: dict[str, str] | None = None,
     reference: str | None = None,
     detail: str | None = None,
+    sticky: bool = False,
 ) -> int:
     """Answer with ``status`` and a short page (JSON for a client that asks for it).
 
     ``detail`` (a traceback, shown only with PythonDebug On) goes into the
     page as preformatted text; ``reference`` ties the page to the error log.
+    ``sticky`` puts the headers (all but ``Location``) in ``err_headers_out``,
+    which Apache keeps whatever answers the request in the end.
     """
     req.status = status
     for name, value in (headers or {}).items():
-        req.headers_out[name] = value
+        if sticky and name.lower() != "location":
+            req.err_headers_out[name] = value
+        else:
+            req.headers_out[name] = value
     if status < 200 or status in (204, 304):
         return OK
     try:
@@ -205,11 +212,24 @@ def send_error(
         req.content_type = _JSON
         req.write(json.dumps(doc, ensure_ascii=False).encode("utf-8"), 0)
         return OK
+    req.content_type = _HTML
+    text = page(status, message, location=(headers or {}).get("Location"),
+                reference=reference, detail=detail)
+    req.write(text.encode("utf-8"), 0)
+    return OK
+
+
+def page(status: int, message: str, *, location: str | None = None,
+         reference: str | None = None, detail: str | None = None) -> str:
+    """Return the short HTML error page for ``status``."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
     parts = [f"<!DOCTYPE html>\n<html><head><title>{status} {html.escape(phrase)}</title>"
              f"</head>\n<body>\n<h1>{html.escape(phrase)}</h1>\n"]
     if message:
         parts.append(f"<p>{html.escape(message)}</p>\n")
-    location = (headers or {}).get("Location")
     if location:
         parts.append(f'<p>See <a href="{html.escape(location)}">{html.escape(location)}</a>.</p>\n')
     if reference:
@@ -217,9 +237,7 @@ def send_error(
     if detail:
         parts.append(f"<pre>{html.escape(detail)}</pre>\n")
     parts.append("</body></html>\n")
-    req.content_type = _HTML
-    req.write("".join(parts).encode("utf-8"), 0)
-    return OK
+    return "".join(parts)
 
 
 def _is_server_return(exc: BaseException) -> bool:
@@ -266,34 +284,106 @@ def known_dsns() -> list[str]:
     return found
 
 
-def handle_error(req: Request, exc: BaseException, *, debug: bool) -> int:
-    """Answer a request whose handling raised ``exc`` (never a traceback unless ``debug``)."""
-    if _is_server_return(exc):
-        return server_return(req, exc)
+class Failure:
+    """What a client is told about an error, the detail having gone to the log."""
+
+    __slots__ = ("status", "message", "headers", "reference", "detail")
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
+                 reference: str | None = None, detail: str | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.reference = reference
+        self.detail = detail
+
+
+def describe(req: Request, exc: BaseException, *, debug: bool, where: str = "") -> Failure:
+    """Log ``exc`` (a traceback, under a new reference) and return what the client may see.
+
+    An HTTPError is the handler's own answer and is not logged. For anything
+    else the client gets the status, a short message and the reference; what
+    an operator needs (the reason, hosts, ports, advice, the traceback) is in
+    the page only with PythonDebug On.
+    """
     if isinstance(exc, HTTPError):
-        if not _apache.body_sent(req):
-            return send_error(req, exc.status, exc.message, headers=exc.headers)
-        log.warning("%s %s: %s raised after the response had started; the client got "
-                    "a truncated body", req.method, req.unparsed_uri, exc)
-        return OK
+        return Failure(exc.status, exc.message, exc.headers)
     reference = new_reference()
     dsns = known_dsns()
     trace = scrub("".join(traceback.format_exception(exc)), *dsns)
-    where = f"{req.method} {req.unparsed_uri}"
+    where = where or f"{req.method} {req.unparsed_uri}"
     if isinstance(exc, DatabaseError):
         reason = scrub(str(exc), *dsns) or type(exc).__name__
         log.error("[%s] %s: database unavailable (%s)\n%s", reference, where, reason,
                   _tagged(trace, reference))
-        status, message = getattr(exc, "http_status", 503), (
-            f"The database is not available right now ({type(exc).__name__}: {reason}). "
-            "Please try again in a moment.")
-    else:
-        log.error("[%s] %s failed:\n%s", reference, where, _tagged(trace, reference))
-        status, message = 500, "The server could not complete the request."
+        message = "The database is not available right now. Please try again in a moment."
+        if debug:
+            message += f" ({type(exc).__name__}: {reason})"
+        return Failure(getattr(exc, "http_status", 503), message, None, reference,
+                       trace if debug else None)
+    log.error("[%s] %s failed:\n%s", reference, where, _tagged(trace, reference))
+    return Failure(500, "The server could not complete the request.", None, reference,
+                   trace if debug else None)
+
+
+def handle_error(req: Request, exc: BaseException, *, debug: bool) -> int:
+    """Answer a request whose handling raised ``exc`` (never a traceback unless ``debug``)."""
+    if _is_server_return(exc):
+        return server_return(req, exc)
+    if _apache.body_sent(req) and isinstance(exc, HTTPError):
+        log.warning("%s %s: %s raised after the response had started; the client got "
+                    "a truncated body", req.method, req.unparsed_uri, exc)
+        return OK
+    failure = describe(req, exc, debug=debug)
     if _apache.body_sent(req):
         # The status line and part of the body are gone already: the log is all we can do.
         return OK
-    return send_error(req, status, message, reference=reference, detail=trace if debug else None)
+    return send_error(req, failure.status, failure.message, headers=failure.headers,
+                      reference=failure.reference, detail=failure.detail)
+
+
+DONE = -2
+
+
+def refuse(req: Any, exc: BaseException, *, debug: bool, phase: str) -> int:
+    """End a request whose ``phase`` before content raised ``exc``: the resource is never served.
+
+    The main request gets the error page and DONE, which tells Apache the
+    request is answered (no later phase, no content handler runs). A
+    subrequest (mod_dir's index lookups, mod_negotiation, SSI) gets only the
+    status, so the request that made it decides. ``WWW-Authenticate`` and the
+    other headers go in ``err_headers_out`` and ``Location`` in ``headers_out``,
+    where Apache keeps them.
+    """
+    if _is_server_return(exc):
+        return server_return(req, exc)
+    failure = describe(req, exc, debug=debug,
+                       where=f"{phase} for {req.method} {req.unparsed_uri}")
+    headers = dict(failure.headers)
+    if failure.status == 401 and not any(k.lower() == "www-authenticate" for k in headers):
+        challenge = _challenge_of(req)
+        if challenge:
+            headers["WWW-Authenticate"] = challenge
+    if req.main is not None:
+        for name, value in headers.items():
+            target = req.headers_out if name.lower() == "location" else req.err_headers_out
+            target[name] = value
+        return failure.status
+    send_error(req, failure.status, failure.message, headers=headers,
+               reference=failure.reference, detail=failure.detail, sticky=True)
+    return DONE
+
+
+def _challenge_of(req: Any) -> str | None:
+    """Return the Basic challenge of the section's ``AuthType Basic``/``AuthName``, if any."""
+    try:
+        kind, realm = req.auth_type(), req.auth_name()
+    except Exception:  # a stand-in request, or no mod_authn_core
+        return None
+    if not kind or str(kind).lower() != "basic":
+        return None
+    quoted = str(realm or "").replace("\\", "\\\\").replace('"', '\\"')
+    return f'Basic realm="{quoted}"'
 
 
 def _tagged(trace: str, reference: str) -> str:

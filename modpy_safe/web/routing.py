@@ -29,7 +29,8 @@ from .._apache import Request
 from .._errors import ConfigError, HTTPError
 from .._options import HANDLER, Options, as_handler_spec
 
-__all__ = ["Target", "is_fixed", "fixed_target", "resolve_by_url", "find", "parse_spec", "OPTION"]
+__all__ = ["Target", "is_fixed", "fixed_target", "resolve_by_url", "find", "parse_spec",
+           "locate", "OPTION"]
 
 OPTION = "modpy_safe.handler"
 _CACHE_LIMIT = 1024
@@ -51,7 +52,13 @@ _by_file: dict[str, Target] = {}
 _lock = threading.Lock()
 
 
-def _locate(relative: str, directory: str | None) -> str:
+def locate(relative: str, directory: str | None, option: str = OPTION) -> str:
+    """Return the absolute path of handler file ``relative`` named by ``option``.
+
+    Relative to the section's ``directory``, else to the first ``sys.path``
+    entry that holds it; a missing file in a section is kept (404 until it
+    appears), anywhere else it is a configuration error.
+    """
     if os.path.isabs(relative):
         return os.path.normpath(relative)
     # mod_python's order for 'PythonHandler mymodule': the section's directory,
@@ -65,7 +72,7 @@ def _locate(relative: str, directory: str | None) -> str:
         # Not there yet: requests get 404 until the file appears.
         return os.path.normpath(os.path.join(directory, relative))
     raise ConfigError(
-        f"PythonOption {OPTION} names {relative!r}, which is not in any sys.path entry: "
+        f"PythonOption {option} names {relative!r}, which is not in any sys.path entry: "
         "give an absolute path, or put 'PythonHandler modpy_safe.dispatch' in a "
         "<Directory> section to resolve it against that directory."
     )
@@ -82,7 +89,7 @@ def fixed_target(options: Options, directory: str | None) -> Target:
     Called once per configuration (the plan keeps the result).
     """
     relative, name = options.value(HANDLER)
-    return Target(_locate(relative, directory), name, True)
+    return Target(locate(relative, directory), name, True)
 
 
 def resolve_by_url(req: Request) -> Target | None:
