@@ -8,7 +8,7 @@ published function or method (as nested definitions):
     a dict ``{user: password}``, a callable ``(req, user, password) -> bool``,
     or a constant whose truth decides.
 ``__access__``
-    a list or tuple of users, a callable ``(req, user) -> bool``, or a constant.
+    a list, tuple or set of users, a callable ``(req, user) -> bool``, or a constant.
 ``__auth_realm__``
     the realm named in the ``WWW-Authenticate`` challenge (default ``unknown``).
 
@@ -19,26 +19,27 @@ Basic header 400, and refused access 403.
 
 mod_python finds nested definitions by indexing ``co_consts`` with a formula
 that no longer matches Python 3.11's bytecode (and then calls
-``base64.decodestring``, gone since Python 3.9). Here the function's bytecode is
-read with :mod:`dis`, once per code object.
+``base64.decodestring``, gone since Python 3.9), and so reads a nested
+``__auth__ = {"bob": "pw"}`` wrongly. Here the function's bytecode is read by
+:mod:`.literals`, once per code object: constants, dicts, lists, tuples and sets
+of constants, and nested ``def``; anything computed at run time is refused.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import dis
 import types
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from .._apache import Request
-from .._errors import HTTPError
+from .._errors import ConfigError, HTTPError
+from . import literals as _literals
 
 __all__ = ["AuthState", "Protection", "protection_of", "nests_protection", "check"]
 
 NAMES = ("__auth__", "__access__", "__auth_realm__")
-_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
 
 
 class Protection:
@@ -69,15 +70,6 @@ class AuthState:
         self.parsed = False
 
 
-class _Unreadable:
-    """A nested value that is neither a constant nor a nested function."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
 # Per code object: the nested values found in it (absent names are omitted).
 _nested_cache: "weakref.WeakKeyDictionary[types.CodeType, dict[str, Any]]" = (
     weakref.WeakKeyDictionary()
@@ -106,29 +98,9 @@ def _nested_values(code: types.CodeType) -> dict[str, Any]:
     found = {}
     if any(name in code.co_varnames or name in code.co_names or name in code.co_cellvars
            for name in NAMES):
-        recent: list[dis.Instruction] = []
-        for ins in dis.get_instructions(code):
-            if ins.opname in _STORES and ins.argval in NAMES and ins.argval not in found:
-                found[ins.argval] = _assigned_value(ins.argval, recent)
-            if ins.opname not in ("CACHE", "EXTENDED_ARG", "NOP"):
-                recent = (recent + [ins])[-4:]
+        found = _literals.assigned(code, NAMES)
     _nested_cache[code] = found
     return found
-
-
-def _assigned_value(name: str, recent: list[dis.Instruction]) -> Any:
-    """Work out what a STORE of ``name`` stores from the instructions just before it."""
-    if not recent:
-        return _Unreadable(name)
-    last = recent[-1]
-    if last.opname == "LOAD_CONST" and not isinstance(last.argval, types.CodeType):
-        return last.argval
-    # A nested ``def`` loads its code object a few instructions before storing
-    # (MAKE_FUNCTION, and on newer Pythons SET_FUNCTION_ATTRIBUTE, in between).
-    for ins in reversed(recent):
-        if ins.opname == "LOAD_CONST" and isinstance(ins.argval, types.CodeType):
-            return ins.argval
-    return _Unreadable(name)
 
 
 def _from_code(func: types.FunctionType) -> Protection | None:
@@ -137,20 +109,19 @@ def _from_code(func: types.FunctionType) -> Protection | None:
         return None
     prot = Protection()
     for name, value in values.items():
-        if isinstance(value, _Unreadable):
-            raise HTTPError(
-                500,
-                f"{func.__qualname__!r} assigns {name} a value that is computed at run time; "
-                f"a nested {name} must be a nested function or a constant (as in "
-                "mod_python): move it to module level or to a nested def",
-            )
+        # A page that cannot be checked is refused: the message is the
+        # operator's (the error log), the client gets a 500 and a reference.
+        if value is _literals.UNREADABLE:
+            raise ConfigError(
+                f"{func.__qualname__!r} in {func.__code__.co_filename!r} assigns {name} a "
+                "value computed at run time; a nested one must be a nested function or a "
+                "constant (a dict, list or tuple of constants too): move it to module level "
+                "or to a nested def")
         if isinstance(value, types.CodeType):
             if value.co_freevars:
-                raise HTTPError(
-                    500,
+                raise ConfigError(
                     f"nested {name} in {func.__qualname__!r} uses variables of the enclosing "
-                    "function; it must use only its arguments and globals",
-                )
+                    "function; it must use only its arguments and globals")
             value = types.FunctionType(value, func.__globals__, name)
         _assign(prot, name, value)
     return prot
@@ -273,7 +244,8 @@ def check(req: Request, obj: Any, state: AuthState | None) -> AuthState | None:
         access = prot.access
         if callable(access):
             ok = access(req, state.user)
-        elif isinstance(access, (list, tuple)):
+        elif isinstance(access, (list, tuple, set, frozenset)):
+            # A set too: mod_python would take one as a true constant and let anyone in.
             ok = state.user in access
         else:
             ok = access
