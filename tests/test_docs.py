@@ -13,6 +13,7 @@ own database; each sample is one test, named after its file and line.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import html
 import json
@@ -89,6 +90,7 @@ class Expect:
     status: int
     needles: list[str]
     raw: str
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 Step = Block | Expect
@@ -119,7 +121,7 @@ class Sample:
 
 
 def parse_expect(spec: str, line: int) -> Expect:
-    """Parse ``METHOD PATH [form:...|json:...] -> STATUS ["needle" ...]``."""
+    """Parse ``METHOD PATH [form:...|json:...|basic:user:password] -> STATUS ["needle" ...]``."""
     left, arrow, right = spec.replace("→", "->").partition("->")
     if not arrow:
         raise ValueError(f"line {line}: expect needs '->' between the request and the status")
@@ -130,6 +132,7 @@ def parse_expect(spec: str, line: int) -> Expect:
     method, path = parts[0].upper(), parts[1]
     body: bytes | None = None
     content_type: str | None = None
+    headers: dict[str, str] = {}
     if len(parts) == 3:
         payload = parts[2].strip()
         if payload.startswith("form:"):
@@ -138,13 +141,18 @@ def parse_expect(spec: str, line: int) -> Expect:
         elif payload.startswith("json:"):
             body = json.dumps(json.loads(payload[5:])).encode()
             content_type = "application/json"
+        elif payload.startswith("basic:"):
+            token = base64.b64encode(payload[6:].encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
         else:
-            raise ValueError(f"line {line}: a request body starts with 'form:' or 'json:'")
+            raise ValueError(f"line {line}: a request body starts with 'form:' or 'json:' "
+                             "(or 'basic:user:password' for credentials)")
     status_text, _, rest = right.strip().partition(" ")
     if not status_text.isdigit():
         raise ValueError(f"line {line}: '->' is followed by a status code, not {status_text!r}")
     needles = [json.loads(f'"{n}"') for n in re.findall(r'"((?:[^"\\]|\\.)*)"', rest)]
-    return Expect(line, method, path, body, content_type, int(status_text), needles, spec)
+    return Expect(line, method, path, body, content_type, int(status_text), needles, spec,
+                  headers)
 
 
 @dataclasses.dataclass
@@ -276,7 +284,7 @@ def test_the_convention_itself_is_parsed() -> None:
 
 
 _MODULES = ("authz_core", "authz_host", "alias", "mime", "dir", "python", "auth_basic",
-            "authn_core", "authn_file", "rewrite", "headers", "env", "setenvif")
+            "authn_core", "authn_file", "authz_user", "rewrite", "headers", "env", "setenvif")
 
 
 def apache_syntax_errors(text: str, mpm: str = "event") -> str | None:
@@ -349,8 +357,11 @@ def docs_site(postgres: PostgresServer) -> Iterator[Httpd]:
         body = "\n".join("    " + line for line in conf.strip().splitlines())
         sections.append(f'<Directory "{docroot / sample.slug}">\n{body}\n'
                         + "\n".join(options) + "\n</Directory>\n")
+    # What a sample with 'AuthType Basic' and 'Require valid-user' needs.
+    modules = "".join(f"LoadModule {name}_module /usr/lib/apache2/modules/mod_{name}.so\n"
+                      for name in ("authn_core", "authz_user", "auth_basic"))
     httpd = Httpd(root / "httpd", mpm="prefork", processes=1, docroot=docroot,
-                  extra="\n".join(sections), purpose="the documentation's samples")
+                  extra=modules + "\n".join(sections), purpose="the documentation's samples")
     try:
         httpd.start()
         yield httpd
@@ -363,6 +374,7 @@ def docs_site(postgres: PostgresServer) -> Iterator[Httpd]:
 
 def _request(httpd: Httpd, sample: Sample, step: Expect) -> Response:
     headers = {"Content-Type": step.content_type} if step.content_type else {}
+    headers.update(step.headers)
     # Non-ASCII in a path is sent percent-encoded (UTF-8), as a browser does.
     path = quote(f"/{sample.slug}{step.path}", safe="/?&=%:;+,@!$'()*~")
     return httpd.request(step.method, path, body=step.body,
