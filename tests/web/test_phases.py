@@ -81,6 +81,25 @@ def cleanuphandler(req):
 
 BROKEN = "def authenhandler(req)\n    return 0\n"  # a SyntaxError
 
+# Two stacked authen handlers: DECLINED passes to the next, OK ends the phase.
+STACK = '''\
+from mod_python import apache
+
+
+def first(req):
+    req.headers_out.add("X-Stack", "first")
+    if req.args == "first-decides":
+        req.user = "first"
+        return apache.OK
+    return apache.DECLINED
+
+
+def second(req):
+    req.headers_out.add("X-Stack", "second")
+    req.user = "second"
+    return apache.OK
+'''
+
 # The old way to reach a phase: 'PythonAuthenHandler modpy_safe.dispatch::handler',
 # one function branching on req.phase.
 LEGACY = '''\
@@ -145,6 +164,9 @@ def _config(docroot: str, port2: int) -> str:
     parts.append(f'<Directory "{docroot}/legacy">\n    AuthType Basic\n    AuthName "legacy"\n'
                  "    Require valid-user\n    PythonAuthenHandler modpy_safe.dispatch::handler\n"
                  "    PythonOption modpy_safe.handler ../legacy.py\n</Directory>\n")
+    parts.append(f'<Directory "{docroot}/stack">\n{_auth_lines("authenhandler")}'
+                 '    PythonOption modpy_safe.authenhandler "../stack.py::first '
+                 '../stack.py::second"\n</Directory>\n')
     every = "".join(f"    {DIRECTIVE[p]} modpy_safe.dispatch\n" for p in DIRECTIVE
                     if p not in SERVER_PHASES and p != "authenhandler")
     parts.append(f'<Directory "{docroot}/all">\n{_auth_lines("authenhandler")}{every}'
@@ -163,6 +185,7 @@ def _config(docroot: str, port2: int) -> str:
 def _files() -> dict[str, str]:
     files = {"gate.py": GATE, "broken.py": BROKEN, "all/secret.txt": SECRET,
              "legacy.py": LEGACY, "legacy/secret.txt": SECRET,
+             "stack.py": STACK, "stack/secret.txt": SECRET,
              "plain/secret.txt": SECRET}
     for phase in DIRECTORY_PHASES:
         for kind in ("p", "imp", "missing"):
@@ -310,3 +333,13 @@ def test_dispatch_handler_named_for_another_phase_fails_closed(server: Httpd) ->
     r = _get(server, "/legacy/secret.txt?401")
     assert r.status == 401 and r.header("www-authenticate") == 'Basic realm="legacy"'
     _no_secret(r)
+
+
+def test_stacked_handlers_follow_the_phases_return_codes(server: Httpd) -> None:
+    def stack(r: Response) -> list[str]:
+        return [v for k, v in r.header_list if k.lower() == "x-stack"]
+
+    r = _get(server, "/stack/secret.txt")
+    assert r.status == 200 and stack(r) == ["first", "second"]  # DECLINED: the next one runs
+    r = _get(server, "/stack/secret.txt?first-decides")
+    assert r.status == 200 and stack(r) == ["first"]  # OK ends an authen phase
