@@ -18,6 +18,7 @@ import ast
 import os
 from typing import Any
 
+from .. import _apache
 from .._context import RequestScope
 from .._errors import ConfigError
 from .._options import RELOAD_PATH, Options, as_paths, check
@@ -94,12 +95,9 @@ def handler_root(scope: RequestScope | None) -> str | None:
 
 def root_of(req: Any) -> str | None:
     """Return the handler root of ``req``: its section's directory, else the document root."""
-    try:
-        hlist = req.hlist
-        directory = None if hlist.is_location else hlist.directory
-        if directory:
-            return os.path.normpath(str(directory))
-        root = req.document_root()
-    except AttributeError:  # a stand-in request (plain-Python tests)
-        return None
+    directory = _apache.section_directory(req)
+    if directory:
+        return os.path.normpath(directory)
+    document_root = getattr(req, "document_root", None)
+    root = document_root() if document_root is not None else None
     return os.path.normpath(str(root)) if root else None

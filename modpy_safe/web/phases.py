@@ -33,7 +33,7 @@ from ..reload import importer as _importer
 from ..reload import path as _path
 from . import routing as _routing
 
-__all__ = ["Phase", "PHASES", "BY_DIRECTIVE", "INPUT", "OUTPUT", "Plan", "plan_for",
+__all__ = ["Phase", "PHASES", "BY_DIRECTIVE", "INPUT", "OUTPUT", "PhasePlan", "plan_for",
            "outcome", "OK", "DECLINED", "DONE"]
 
 OK = 0
@@ -103,7 +103,7 @@ class Step:
     option: str  # the option that named it, for messages
 
 
-class Plan:
+class PhasePlan:
     """What one configuration and section fix for every phase but content: handlers, paths.
 
     Kept in ``options.plans`` beside the content phase's plan (``web/plan.py``),
@@ -163,11 +163,11 @@ class Plan:
         return Step(target, _importer.entry_for(target.path), option)
 
 
-def plan_for(options: Options, directory: str | None, req: Any) -> Plan:
+def plan_for(options: Options, directory: str | None, req: Any) -> PhasePlan:
     """Return the phases' plan of this configuration and section (made on its first request)."""
     key = ("phases", directory)
-    plan: Plan | None = options.plans.get(key)
+    plan: PhasePlan | None = options.plans.get(key)
     if plan is None:
         root = os.path.normpath(directory) if directory else _path.root_of(req)
-        plan = options.plans.setdefault(key, Plan(options, directory, root))
+        plan = options.plans.setdefault(key, PhasePlan(options, directory, root))
     return plan

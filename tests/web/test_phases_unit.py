@@ -43,8 +43,8 @@ def test_none_is_ok_only_where_ok_lets_the_next_handler_run() -> None:
         phases.outcome(ACCESS, "a page")
 
 
-def _plan(tmp_path: Path, options: dict[str, str]) -> phases.Plan:
-    return phases.Plan(Options(options), str(tmp_path), str(tmp_path))
+def _plan(tmp_path: Path, options: dict[str, str]) -> phases.PhasePlan:
+    return phases.PhasePlan(Options(options), str(tmp_path), str(tmp_path))
 
 
 def test_phase_option_names_handlers_else_the_handler_file(tmp_path: Path) -> None:
