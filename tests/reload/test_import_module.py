@@ -23,6 +23,7 @@ import os
 from mod_python import apache
 
 helper = apache.import_module("helper")
+import helper as imported_helper  # the import statement: the same module, not a second copy
 HERE = os.path.dirname(__file__)
 
 
@@ -43,6 +44,8 @@ def handler(req):
         return apache.import_module("shared").WHERE + " " + apache.import_module("two").WHERE
     if kind == "mp-path":
         return {"app": __mp_path__, "helper": helper.__mp_path__}
+    if kind == "one-copy":
+        return str(imported_helper is helper)
     if kind == "stdlib":
         return str(apache.import_module("json") is json)
     if kind == "missing":
@@ -114,3 +117,7 @@ def test_names_only_on_sys_path_are_left_to_python(server: Httpd) -> None:
 def test_missing_explicit_file_is_an_error(server: Httpd) -> None:
     r = server.get("/app/x/missing")
     assert r.status == 500 and "nothere" not in r.text
+
+
+def test_import_statement_and_import_module_share_one_module(server: Httpd) -> None:
+    assert server.get("/app/x/one-copy").text == "True"
