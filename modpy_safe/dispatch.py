@@ -76,7 +76,7 @@ def _undecodable_url(req: Request) -> bool:
 # ------------------------------------------------------------ other phases
 
 
-def _serve(req: Any, phase: _phases.Phase, named: _phases.Phase | None = None) -> int:
+def _serve(req: Request, phase: _phases.Phase, named: _phases.Phase | None = None) -> int:
     """Run the handlers of ``phase`` (those of ``named`` if given) as mod_python stacks them."""
     if not _apache._logging_installed:
         _apache.install_logging()
@@ -106,7 +106,7 @@ def _serve(req: Any, phase: _phases.Phase, named: _phases.Phase | None = None) -
             return _failed(req, phase, exc, debug)
 
 
-def _failed(req: Any, phase: _phases.Phase, exc: Exception, debug: bool) -> int:
+def _failed(req: Request, phase: _phases.Phase, exc: Exception, debug: bool) -> int:
     if phase.refuses:
         return _response.refuse(req, exc, debug=debug, phase=phase.directive)
     # After the content: the answer is gone, the log is all there is.
@@ -116,7 +116,7 @@ def _failed(req: Any, phase: _phases.Phase, exc: Exception, debug: bool) -> int:
 
 
 def _entry(phase: _phases.Phase) -> Any:
-    def serve(req: Any) -> int:
+    def serve(req: Request) -> int:
         return _serve(req, phase)
 
     serve.__name__ = serve.__qualname__ = phase.name

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import ast
 import os
-from typing import Any
 
 from .. import _apache
+from .._apache import Request
 from .._context import RequestScope
 from .._errors import ConfigError
 from .._options import RELOAD_PATH, Options, as_paths, check
@@ -93,7 +93,7 @@ def handler_root(scope: RequestScope | None) -> str | None:
     return root_of(scope.req)
 
 
-def root_of(req: Any) -> str | None:
+def root_of(req: Request) -> str | None:
     """Return the handler root of ``req``: its section's directory, else the document root."""
     directory = _apache.section_directory(req)
     if directory:

@@ -73,14 +73,16 @@ def _step(stack: list[Any], op: str, arg: int, argval: Any) -> None:
         stack.append(UNREADABLE if items is None else _BUILD[op](items))
     elif op == "BUILD_MAP":
         items = _pop(stack, 2 * arg)
-        stack.append(UNREADABLE if items is None else dict(zip(items[::2], items[1::2])))
+        stack.append(UNREADABLE if items is None
+                     else dict(zip(items[::2], items[1::2], strict=True)))
     elif op == "BUILD_CONST_KEY_MAP":
         keys = _pop(stack, 1)
         values = _pop(stack, arg)
-        if keys is None or values is None or not isinstance(keys[0], tuple):
+        if (keys is None or values is None or not isinstance(keys[0], tuple)
+                or len(keys[0]) != len(values)):
             stack.append(UNREADABLE)
         else:
-            stack.append(dict(zip(keys[0], values)))
+            stack.append(dict(zip(keys[0], values, strict=True)))
     elif op in _EXTEND and arg == 1:
         items = _pop(stack, 2)
         kind: type[Any] = _EXTEND[op]

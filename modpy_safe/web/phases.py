@@ -20,6 +20,7 @@ import dataclasses
 import os
 from typing import Any
 
+from .._apache import Request
 from .._errors import ConfigError
 from .._options import (
     FILTER_HANDLERS,
@@ -163,7 +164,7 @@ class PhasePlan:
         return Step(target, _importer.entry_for(target.path), option)
 
 
-def plan_for(options: Options, directory: str | None, req: Any) -> PhasePlan:
+def plan_for(options: Options, directory: str | None, req: Request) -> PhasePlan:
     """Return the phases' plan of this configuration and section (made on its first request)."""
     key = ("phases", directory)
     plan: PhasePlan | None = options.plans.get(key)

@@ -345,7 +345,7 @@ def handle_error(req: Request, exc: BaseException, *, debug: bool) -> int:
 DONE = -2
 
 
-def refuse(req: Any, exc: BaseException, *, debug: bool, phase: str) -> int:
+def refuse(req: Request, exc: BaseException, *, debug: bool, phase: str) -> int:
     """End a request whose ``phase`` before content raised ``exc``: the resource is never served.
 
     The main request gets the error page and DONE, which tells Apache the
@@ -374,7 +374,7 @@ def refuse(req: Any, exc: BaseException, *, debug: bool, phase: str) -> int:
     return DONE
 
 
-def _challenge_of(req: Any) -> str | None:
+def _challenge_of(req: Request) -> str | None:
     """Return the Basic challenge of the section's ``AuthType Basic``/``AuthName``, if any."""
     try:
         kind, realm = req.auth_type(), req.auth_name()

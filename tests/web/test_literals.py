@@ -1,4 +1,5 @@
 """Reading nested __auth__ / __access__ values from bytecode, without running anything."""
+# ruff: noqa: F841 - the functions below assign what they never use: that is the point
 from __future__ import annotations
 
 import types

@@ -14,8 +14,7 @@ import http.client
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
