@@ -151,7 +151,8 @@ def outputfilter(fltr: Any) -> None:
     _filter(fltr, _phases.OUTPUT)
 
 
-_FAILED_FILTERS = "_modpy_safe_failed_filters"  # request attribute: names of failed filters
+_FILTER_STATE = "_modpy_safe_filters"  # request attribute: filter name -> _RAN or _FAILED
+_RAN, _FAILED = 1, 2
 _WRITTEN = "_modpy_safe_filter_writes"  # request attribute: what filters wrote
 
 
@@ -193,8 +194,12 @@ def _filter(fltr: Any, phase: _phases.Phase) -> None:
         _apache.install_logging()
     req = fltr.req
     debug, autoreload = _apache.request_flags(req)
-    failed = getattr(req, _FAILED_FILTERS, None)
-    if failed is not None and fltr.name in failed:
+    states: dict[str, int] | None = getattr(req, _FILTER_STATE, None)
+    if states is None:
+        states = {}
+        setattr(req, _FILTER_STATE, states)
+    state = states.get(fltr.name)
+    if state == _FAILED:
         _drain(fltr)
         return
     directory = fltr.dir or None
@@ -214,10 +219,10 @@ def _filter(fltr: Any, phase: _phases.Phase) -> None:
     except Exception as exc:
         if _response._is_server_return(exc):
             return  # mod_python's FilterDispatch ignores it too
-        _filter_failed(fltr, phase, exc, debug, first=failed is None)
+        states[fltr.name] = _FAILED
+        _filter_failed(fltr, phase, exc, debug, first=state is None)
         return
-    if failed is None:
-        setattr(req, _FAILED_FILTERS, set())
+    states[fltr.name] = _RAN
 
 
 def _filter_failed(fltr: Any, phase: _phases.Phase, exc: Exception, debug: bool, *,
@@ -232,9 +237,6 @@ def _filter_failed(fltr: Any, phase: _phases.Phase, exc: Exception, debug: bool,
     failure = _response.describe(
         req, exc, debug=debug, where=f"{phase.directive} {fltr.name} for "
                                      f"{req.method} {req.unparsed_uri}")
-    failed = getattr(req, _FAILED_FILTERS, None) or set()
-    failed.add(fltr.name)
-    setattr(req, _FAILED_FILTERS, failed)
     if first and not fltr.is_input and not fltr.closed:
         req.status = failure.status
         if "Content-Length" in req.headers_out:

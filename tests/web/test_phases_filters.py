@@ -53,6 +53,28 @@ def outputfilter(filter):
     raise RuntimeError("the filter broke")
 '''
 
+# Fails on its second call, when the first part has gone to the client already.
+LATE_FILTER = '''\
+def outputfilter(filter):
+    calls = getattr(filter.req, "filter_calls", 0)
+    filter.req.filter_calls = calls + 1
+    if calls == 1:
+        raise RuntimeError("the filter broke late")
+    data = filter.read()
+    while data:
+        filter.write(data.upper())
+        data = filter.read()
+    if data is None:
+        filter.close()
+'''
+
+TWO_PARTS = '''\
+def handler(req):
+    req.content_type = "text/plain"
+    req.write("first part, ")  # flushed: the filter is called once per part
+    req.write("private second part")
+'''
+
 ECHO = '''\
 def handler(req):
     return req.read()
@@ -75,6 +97,13 @@ def _config(docroot: str) -> str:
         "    PythonOutputFilter modpy_safe.dispatch BAD\n"
         "    SetOutputFilter BAD\n"
         "    PythonOption modpy_safe.outputfilter ../badfilter.py\n</Directory>\n"
+        f'<Directory "{docroot}/late">\n'
+        "    SetHandler mod_python\n"
+        "    PythonHandler modpy_safe.dispatch\n"
+        "    PythonOutputFilter modpy_safe.dispatch LATE\n"
+        "    SetOutputFilter LATE\n"
+        "    PythonOption modpy_safe.handler two_parts.py\n"
+        "    PythonOption modpy_safe.outputfilter ../latefilter.py\n</Directory>\n"
         f'<Directory "{docroot}/in">\n'
         "    SetHandler mod_python\n"
         "    PythonHandler modpy_safe.dispatch\n"
@@ -92,7 +121,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[Httpd]:
     srv = Httpd(root, mpm=request.param, files={
         "filters.py": FILTERS, "badfilter.py": BAD_FILTER, "in/echo.py": ECHO,
         "out/page.txt": "Hello, Filter\n", "named/page.txt": "Hello, Filter\n",
-        "bad/secret.txt": SECRET})
+        "bad/secret.txt": SECRET, "latefilter.py": LATE_FILTER,
+        "late/two_parts.py": TWO_PARTS})
     srv.settings["extra"] = _config(str(srv.docroot))
     with running(srv, request):
         yield srv
@@ -122,3 +152,10 @@ def test_failing_output_filter_never_passes_the_data_through(server: Httpd) -> N
     ref = re.search(rb"Reference: <code>([0-9a-f]+)</code>", r.body).group(1).decode()
     assert "RuntimeError: the filter broke" in "".join(
         line for line in server.error_log().splitlines() if f"[{ref}]" in line)
+
+
+def test_filter_failing_later_ends_the_body_where_it_stands(server: Httpd) -> None:
+    r = server.get("/late/x")
+    assert r.status == 200 and r.body.startswith(b"FIRST PART, "), r.body
+    assert b"second" not in r.body.lower()
+    assert "RuntimeError: the filter broke late" in server.error_log()
