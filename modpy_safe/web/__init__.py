@@ -1,2 +1,2 @@
-"""The request side: routing, the per-configuration plan, responses, handlers, forms,
-publishing and its authentication."""
+"""The request side: routing, the per-configuration plan, phases and filters, responses,
+handlers, forms, publishing and its authentication."""
