@@ -16,10 +16,12 @@ setup(
     packages=find_packages(include=["modpy_safe", "modpy_safe.*"]) + ["modpy_safe.apache_templates"],
     package_dir={"modpy_safe.apache_templates": "apache"},
     package_data={"modpy_safe": ["py.typed"], "modpy_safe.apache_templates": ["*.conf.in"]},
-    # psycopg2 comes from the system (python3-psycopg2): httpd embeds the
-    # system interpreter and only sees its packages, so it is not a pip
-    # requirement here.
-    install_requires=[],
+    # psycopg2 and psycopg (3) come from the system (python3-psycopg2,
+    # python3-psycopg): httpd embeds the system interpreter, so they are not pip
+    # requirements here. 'multipart' has no Debian package (Debian's
+    # python3-multipart is another project): pip installs it, and httpd finds it
+    # through PythonPath (see docs/deploying.md).
+    install_requires=["multipart>=1.2"],
     extras_require={
         # pytest-timeout: a test that hangs (a checkout waiting forever) fails
         # alone instead of hanging the run; the limit is set in pyproject.toml.
