@@ -31,6 +31,7 @@ from modpy_safe.testing import (
     Httpd,
     PostgresServer,
     Response,
+    dependency_paths,
     make_tempdir,
     readable_pythonpath,
 )
@@ -424,8 +425,10 @@ EXAMPLE_DSN = "host=127.0.0.1 dbname=notes user=notes password=change-me applica
 def _example_text(path: Path, root: Path) -> str:
     """The example with its /srv/notes paths pointing at a real copy under ``root``."""
     text = path.read_text(encoding="utf-8")
-    # The package where httpd's user can read it (a copy when the checkout is private).
-    text = text.replace(f"{EXAMPLE_ROOT}/lib", readable_pythonpath(root))
+    # The package where httpd's user can read it (a copy when the checkout is private),
+    # and its PyPI dependencies, which 'pip install --target /srv/notes/lib' puts beside it.
+    lib = [readable_pythonpath(root), *dependency_paths(root)]
+    text = text.replace(f"'{EXAMPLE_ROOT}/lib'", ", ".join(map(repr, lib)))
     return text.replace(EXAMPLE_ROOT, str(root))
 
 

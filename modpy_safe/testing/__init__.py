@@ -20,7 +20,7 @@ The classes work without pytest too: ``apache/serve.py`` (``make run``) uses the
 from __future__ import annotations
 
 from .base import APACHE2, CHECKOUT, MPMS, SetupError, free_port, make_tempdir
-from .httpd import Httpd, Response, readable_pythonpath, running
+from .httpd import Httpd, Response, dependency_paths, readable_pythonpath, running
 from .pgbouncer import PgBouncer
 from .postgres import PostgresServer
 
@@ -39,5 +39,6 @@ except ImportError:  # used without pytest (apache/serve.py)
 
 __all__ = [
     "PostgresServer", "PgBouncer", "Httpd", "Response", "MPMS", "free_port", "SetupError",
-    "make_tempdir", "readable_pythonpath", "running", "APACHE2", "CHECKOUT",
+    "make_tempdir", "readable_pythonpath", "dependency_paths", "running", "APACHE2",
+    "CHECKOUT",
 ]

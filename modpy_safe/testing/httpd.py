@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import json as _json
 import os
 import pwd
@@ -75,7 +76,76 @@ def _readable_pythonpath(root: Path, www: pwd.struct_passwd | None) -> str:
     return str(lib)
 
 
+#: What modpy_safe imports from PyPI rather than from a Debian package.
+RUNTIME_DEPENDENCIES = ("multipart",)
+
+
+def dependency_paths(root: Path) -> list[str]:
+    """Return the directories to add to httpd's ``PythonPath`` for modpy_safe's PyPI packages.
+
+    A package the system Python (``/usr/bin/python3``, which mod_python
+    embeds) already imports needs none. Otherwise it is found where this
+    Python has it (the venv's site-packages, which ``pip install`` filled) and
+    that directory is named, or, when httpd's ``User`` cannot read it, the
+    package is copied into ``root``.
+    """
+    return _dependency_paths(Path(root), service_user("www-data"))
+
+
+def _dependency_paths(root: Path, www: pwd.struct_passwd | None) -> list[str]:
+    paths: list[str] = []
+    for name in RUNTIME_DEPENDENCIES:
+        if _system_imports(www, name):
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise SetupError(
+                f"modpy_safe needs the package {name!r}, which {sys.executable} cannot import: "
+                f"run 'pip install -e .' in the checkout (tools/bootstrap.sh does)")
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        if www is None or _user_can_read(www, source):
+            where = str(source.parent)
+        else:
+            deps = make_dir(root / "deps")
+            if source.is_dir():
+                shutil.copytree(source, deps / source.name, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(source, deps / source.name)
+            for dirpath, _dirnames, filenames in os.walk(deps):
+                os.chmod(dirpath, 0o755)
+                for file in filenames:
+                    os.chmod(os.path.join(dirpath, file), 0o644)
+            where = str(deps)
+        if where not in paths:
+            paths.append(where)
+    return paths
+
+
 _import_checks: dict[tuple[int, str], bool] = {}
+
+
+def _as_user(user: pwd.struct_passwd | None, code: str) -> bool:
+    """Run ``code`` in the system Python as ``user``, outside any checkout; True when it worked."""
+    key = (user.pw_uid if user else os.getuid(), code)
+    if key not in _import_checks:
+        kwargs: dict[str, Any] = {}
+        if user is not None:
+            kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        probe = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
+                               env={"PATH": "/usr/bin:/bin"}, cwd="/", **kwargs)
+        _import_checks[key] = probe.returncode == 0
+    return _import_checks[key]
+
+
+def _system_imports(user: pwd.struct_passwd | None, name: str) -> bool:
+    return _as_user(user, f"import {name}")
+
+
+def _user_can_read(user: pwd.struct_passwd, path: Path) -> bool:
+    op = "os.listdir" if path.is_dir() else "open"
+    return _as_user(user, f"import os; {op}({str(path)!r})")
 
 
 def _user_can_import(user: pwd.struct_passwd, path: Path) -> bool:
@@ -178,6 +248,7 @@ class Httpd:
         make_dir(self.root / "logs")
         make_dir(self.root / "run", 0o777)
         self.settings["pythonpath"] = repr(_readable_pythonpath(self.root, self.www))
+        self.settings["dependencies"] = repr(_dependency_paths(self.root, self.www))
         mpm_tpl = (_template_dir() / f"mpm_{self.mpm}.conf.in").read_text()
         mpm_section = string.Template(mpm_tpl).substitute(self.settings)
         settings = dict(self.settings, mpm_section=mpm_section)

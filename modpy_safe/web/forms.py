@@ -11,13 +11,16 @@ API
     The query string (``req.args``) and, for ``application/x-www-form-urlencoded``
     and ``multipart/form-data`` bodies, the body, merged: query-string fields
     first, then body fields, each in the order sent. Names and text values are
-    ``str`` decoded as UTF-8. Invalid UTF-8, a malformed body, too many fields or
-    a body larger than ``PythonOption modpy_safe.forms.max_body`` (bytes, default
-    16 MiB, ``0`` for no limit) raise :class:`~modpy_safe.HTTPError` 400 (413 for
-    size). The body is read at most once per request: the result is cached on
-    the request's :class:`~modpy_safe._context.RequestScope` (or on ``req`` when
-    no scope is open), so calling ``parse(req)`` again is free. A body of any
-    other content type (JSON, say) is left unread for the handler.
+    ``str``. A malformed body is a :class:`~modpy_safe.HTTPError` 400, a body
+    over a limit 413 (``PythonOption modpy_safe.forms.*``: the whole body, the
+    number of parts, each part's headers and size; see docs/configuration.md).
+    A multipart body is streamed through :mod:`modpy_safe.web.uploads`; its
+    files are spooled to disk above ``forms.spool_size`` and closed (so
+    removed) when the request ends. The body is read at most once per request:
+    the result is cached on the request's
+    :class:`~modpy_safe._context.RequestScope` (or on ``req`` when no scope is
+    open), so calling ``parse(req)`` again is free. A body of any other content
+    type (JSON, say) is left unread for the handler.
 
 ``FormData``
     Shaped like ``mod_python.util.FieldStorage``: ``form[name]`` is the value,
@@ -32,22 +35,24 @@ API
     An uploaded file (a multipart part with a ``filename``), shaped like
     ``mod_python.util.Field``: ``.name``, ``.filename``, ``.file`` (binary file
     object positioned at 0), ``.value`` (the bytes), ``.type``,
-    ``.type_options``, ``.disposition``, ``.disposition_options``, ``.headers``.
+    ``.type_options``, ``.disposition``, ``.disposition_options``, ``.headers``;
+    also ``.size``.
 
 ``parse_query(text) -> list[tuple[str, str]]``
     The query-string parser alone (``None`` or ``""`` gives ``[]``).
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
-from typing import Any
-from urllib.parse import parse_qsl, unquote
+from typing import IO, Any
+from urllib.parse import parse_qsl
 
 from .._apache import Request
 from .._context import current_scope
 from .._errors import HTTPError
-from .._options import FORMS_MAX_BODY
+from .._options import FORMS_MAX_BODY, Options
+from . import uploads
+from .uploads import Field, FormValue
 
 __all__ = ["parse", "parse_query", "FormData", "Field", "FormValue", "MAX_FIELDS"]
 
@@ -58,42 +63,6 @@ _CACHE_KEY = "modpy_safe.forms"
 _REQ_ATTR = "_modpy_safe_form"
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
-
-
-class Field:
-    """An uploaded file, with the attributes of ``mod_python.util.Field``."""
-
-    def __init__(
-        self,
-        name: str,
-        data: bytes,
-        *,
-        filename: str | None,
-        type: str = "application/octet-stream",
-        type_options: dict[str, str] | None = None,
-        disposition: str = "form-data",
-        disposition_options: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.name = name
-        self.filename = filename
-        self.file: io.BytesIO = io.BytesIO(data)
-        self.type = type
-        self.type_options = type_options or {}
-        self.disposition = disposition
-        self.disposition_options = disposition_options or {}
-        self.headers = headers or {}
-
-    @property
-    def value(self) -> bytes:
-        """Return the whole content (the file's position is left unchanged)."""
-        return self.file.getvalue()
-
-    def __repr__(self) -> str:
-        return f"Field({self.name!r}, filename={self.filename!r}, {len(self.value)} bytes)"
-
-
-FormValue = str | Field
 
 
 class FormData:
@@ -192,22 +161,23 @@ def parse(req: Request) -> FormData:
     if scope is not None and scope.req is req:
         cached = scope.data.get(_CACHE_KEY)
         if cached is None:
-            cached = scope.data[_CACHE_KEY] = _parse(req, scope.options.value(FORMS_MAX_BODY))
+            cached = scope.data[_CACHE_KEY] = _parse(req, scope.options)
         return cached
     cached = getattr(req, _REQ_ATTR, None)
     if cached is None:
-        cached = _parse(req, DEFAULT_MAX_BODY)
+        cached = _parse(req, None)
         setattr(req, _REQ_ATTR, cached)
     return cached
 
 
-def _parse(req: Request, max_body: int) -> FormData:
+def _parse(req: Request, options: Options | None) -> FormData:
     pairs: list[tuple[str, FormValue]] = list(parse_query(req.args))
     ctype = req.headers_in.get("content-type")
     if not ctype:
         return FormData(pairs)
-    mime, params = parse_header(ctype)
+    mime = ctype.partition(";")[0].strip().lower()
     if mime == _URLENCODED:
+        max_body = options.value(FORMS_MAX_BODY) if options is not None else DEFAULT_MAX_BODY
         body = _read_body(req, max_body)
         try:
             text = body.decode("utf-8")
@@ -215,26 +185,54 @@ def _parse(req: Request, max_body: int) -> FormData:
             raise HTTPError(400, "The form body is not valid UTF-8.") from None
         pairs.extend(parse_query(text, what="form body"))
     elif mime == _MULTIPART:
-        boundary = params.get("boundary")
-        if not boundary or len(boundary) > 200:
-            raise HTTPError(400, "The multipart/form-data body has no valid boundary "
-                                 "in its Content-Type.")
-        pairs.extend(parse_multipart(_read_body(req, max_body), boundary.encode("latin-1")))
+        pairs.extend(_parse_multipart(req, ctype, options))
     if len(pairs) > MAX_FIELDS:
         raise HTTPError(400, f"The request has more than {MAX_FIELDS} form fields.")
     return FormData(pairs)
 
 
-def _read_body(req: Request, max_body: int) -> bytes:
+def _parse_multipart(req: Request, ctype: str, options: Options | None) -> list[
+        tuple[str, FormValue]]:
+    """Stream the body through the parser; its files are closed when the request ends."""
+    limits = uploads.limits_from(options)
+    boundary = uploads.boundary_of(ctype)
+    length = _declared_length(req, limits.max_body)
+    files: list[IO[bytes]] = []
+    scope = current_scope()
+    if scope is not None and scope.req is req:
+        scope.add_cleanup(lambda: _close_files(files))
+    else:
+        register = getattr(req, "register_cleanup", None)  # mod_python's, outside a scope
+        if register is not None:
+            register(lambda: _close_files(files))
+    return uploads.parse_stream(req.read, boundary, content_length=length, limits=limits,
+                                files=files)
+
+
+def _close_files(files: list[IO[bytes]]) -> None:
+    while files:
+        files.pop().close()
+
+
+def _declared_length(req: Request, max_body: int) -> int | None:
+    """Return the Content-Length (None when absent); 413 at once when it is over the limit."""
     length = req.headers_in.get("content-length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise HTTPError(400, f"Content-Length {length!r} is not a number.") from None
-        if max_body and declared > max_body:
-            raise HTTPError(413, f"The form body ({declared} bytes) is larger than the "
-                                 f"{max_body} bytes allowed by modpy_safe.forms.max_body.")
+    if length is None:
+        return None
+    try:
+        declared = int(length)
+    except ValueError:
+        raise HTTPError(400, f"Content-Length {length[:40]!r} is not a number.") from None
+    if declared < 0:
+        raise HTTPError(400, f"Content-Length {length[:40]!r} is not a number.")
+    if max_body and declared > max_body:
+        raise HTTPError(413, f"The form body ({declared} bytes) is larger than the "
+                             f"{max_body} bytes allowed by modpy_safe.forms.max_body.")
+    return declared
+
+
+def _read_body(req: Request, max_body: int) -> bytes:
+    _declared_length(req, max_body)
     try:
         body: bytes | str = req.read()
     except OSError as exc:  # mod_python raises IOError when the client stops sending
@@ -245,120 +243,3 @@ def _read_body(req: Request, max_body: int) -> bytes:
         raise HTTPError(413, f"The form body is larger than the {max_body} bytes "
                              "allowed by modpy_safe.forms.max_body.")
     return bytes(body)
-
-
-def parse_header(value: str) -> tuple[str, dict[str, str]]:
-    """Split ``type/sub; a=1; b="x y"`` into the lower-cased value and its parameters.
-
-    Quoted strings may contain ``;`` and backslash escapes; ``name*=UTF-8''...``
-    (RFC 2231/5987) is decoded and wins over the plain parameter.
-    """
-    head, _, rest = value.partition(";")
-    params: dict[str, str] = {}
-    extended: dict[str, str] = {}
-    i, n = 0, len(rest)
-    while i < n:
-        while i < n and rest[i] in " \t;":
-            i += 1
-        eq = rest.find("=", i)
-        if eq < 0:
-            break
-        key = rest[i:eq].strip().lower()
-        i = eq + 1
-        while i < n and rest[i] in " \t":
-            i += 1
-        if i < n and rest[i] == '"':
-            i += 1
-            chars: list[str] = []
-            while i < n and rest[i] != '"':
-                if rest[i] == "\\" and i + 1 < n:
-                    i += 1
-                chars.append(rest[i])
-                i += 1
-            i += 1  # the closing quote
-            val = "".join(chars)
-        else:
-            end = rest.find(";", i)
-            end = n if end < 0 else end
-            val = rest[i:end].strip()
-            i = end
-        if key.endswith("*"):
-            charset, _, encoded = val.partition("''")
-            try:
-                extended[key[:-1]] = unquote(encoded, encoding=charset or "utf-8",
-                                             errors="strict")
-            except (LookupError, UnicodeDecodeError):
-                raise HTTPError(400, f"The header parameter {key!r} is not valid "
-                                     f"{charset or 'utf-8'}.") from None
-        elif key:
-            params[key] = val
-    params.update(extended)
-    return head.strip().lower(), params
-
-
-def parse_multipart(body: bytes, boundary: bytes) -> list[tuple[str, FormValue]]:
-    """Parse a ``multipart/form-data`` body into ``(name, value)`` pairs (RFC 7578)."""
-    delimiter = b"--" + boundary
-    # The first delimiter may be preceded by a preamble; later ones follow a CRLF.
-    if body.startswith(delimiter):
-        pos = len(delimiter)
-    else:
-        found = body.find(b"\r\n" + delimiter)
-        if found < 0:
-            raise HTTPError(400, "The multipart/form-data body does not contain its boundary.")
-        pos = found + 2 + len(delimiter)
-    separator = b"\r\n" + delimiter
-    pairs: list[tuple[str, FormValue]] = []
-    while True:
-        if body.startswith(b"--", pos):
-            return pairs  # the close delimiter; what follows is the epilogue
-        line_end = body.find(b"\r\n", pos)
-        # Only transport padding (spaces, tabs) may follow a delimiter on its line.
-        if line_end < 0 or body[pos:line_end].strip(b" \t"):
-            raise HTTPError(400, "The multipart/form-data body is malformed after a boundary.")
-        start = line_end + 2
-        end = body.find(separator, start)
-        if end < 0:
-            raise HTTPError(400, "The multipart/form-data body is truncated: its closing "
-                                 "boundary is missing.")
-        pairs.append(_part(body[start:end]))
-        if len(pairs) > MAX_FIELDS:
-            raise HTTPError(400, f"The request has more than {MAX_FIELDS} form fields.")
-        pos = end + len(separator)
-
-
-def _part(raw: bytes) -> tuple[str, FormValue]:
-    if raw.startswith(b"\r\n"):
-        head, data = b"", raw[2:]
-    else:
-        head, sep, data = raw.partition(b"\r\n\r\n")
-        if not sep:
-            raise HTTPError(400, "A multipart/form-data part has no blank line after its headers.")
-    try:
-        # Browsers send non-ASCII file names as raw UTF-8 inside the quotes.
-        head_text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        raise HTTPError(400, "A multipart/form-data part's headers are not valid UTF-8.") from None
-    headers: dict[str, str] = {}
-    for line in head_text.split("\r\n"):
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise HTTPError(400, f"A multipart/form-data part has a bad header line {line!r}.")
-        headers[name.strip().lower()] = value.strip()
-    disposition, disp_options = parse_header(headers.get("content-disposition", ""))
-    field_name = disp_options.get("name")
-    if disposition != "form-data" or field_name is None:
-        raise HTTPError(400, "A multipart/form-data part lacks 'Content-Disposition: "
-                             "form-data; name=...'.")
-    ctype, type_options = parse_header(headers.get("content-type", "text/plain"))
-    if "filename" in disp_options:
-        return field_name, Field(
-            field_name, data, filename=disp_options["filename"],
-            type=ctype or "application/octet-stream", type_options=type_options,
-            disposition=disposition, disposition_options=disp_options, headers=headers,
-        )
-    charset = type_options.get("charset", "utf-8")
-    try:
-        return field_name, data.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        raise HTTPError(400, f"The form field {field_name!r} is not valid {charset}.") from None
