@@ -172,7 +172,10 @@ def parse(req: Request) -> FormData:
 
 def _parse(req: Request, options: Options | None) -> FormData:
     pairs: list[tuple[str, FormValue]] = list(parse_query(req.args))
-    ctype = req.headers_in.get("content-type")
+    try:
+        ctype = req.headers_in.get("content-type")
+    except UnicodeDecodeError:  # mod_python decodes header values as UTF-8
+        raise HTTPError(400, "The Content-Type header is not valid UTF-8.") from None
     if not ctype:
         return FormData(pairs)
     mime = ctype.partition(";")[0].strip().lower()

@@ -193,8 +193,10 @@ class _Collector:
             self.text = []
             self.cap, self.cap_option = limits.max_field_size, "max_field_size"
             return
-        file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed at request end
-            max_size=limits.spool_size, dir=limits.temp_dir)
+        # Closed when the request ends (or here, on an error); spool_size 0: always on disk.
+        file: IO[bytes] = (
+            tempfile.SpooledTemporaryFile(max_size=limits.spool_size, dir=limits.temp_dir)
+            if limits.spool_size else tempfile.TemporaryFile(dir=limits.temp_dir))
         self.files.append(file)
         headers = {name.lower(): value for name, value in segment.headerlist}
         ctype, type_options = _mp.parse_options_header(headers.get("content-type", ""))
@@ -240,7 +242,7 @@ class _Collector:
 
 
 def parse_stream(
-    read: Callable[[int], bytes],
+    read: Callable[[int], Any],
     boundary: str,
     *,
     content_length: int | None,
@@ -293,7 +295,7 @@ def parse_stream(
         raise
 
 
-def _read(read: Callable[[int], bytes], size: int) -> bytes:
+def _read(read: Callable[[int], Any], size: int) -> bytes:
     try:
         chunk = read(size)
     except OSError as exc:  # mod_python raises IOError when the client stops sending

@@ -154,6 +154,26 @@ BAD_MULTIPART: dict[str, tuple[dict[str, str], bytes]] = {
                        b"\r\n--XyZ--\r\n"),
     "huge-boundary": ({"Content-Type": "multipart/form-data; boundary=" + "b" * 300},
                       b"--" + b"b" * 300 + b"--\r\n"),
+    # A client-chosen codec (punycode costs time growing with the square of the size).
+    "client-codec": (MULTIPART, b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n'
+                                b"Content-Type: text/plain; charset=punycode\r\n\r\n"
+                                + b"\xe4a" * 30_000 + b"\r\n--XyZ--\r\n"),
+    "nul-charset": (MULTIPART, b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n'
+                               b'Content-Type: text/plain; charset="utf\x00-8"\r\n\r\nv'
+                               b"\r\n--XyZ--\r\n"),
+    "long-part-header": (MULTIPART, b'--XyZ\r\nContent-Disposition: form-data; name="a"; x="'
+                                    + b"x" * 50_000 + b'"\r\n\r\nv\r\n--XyZ--\r\n'),
+    "many-part-headers": (MULTIPART, b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n'
+                                     + b"X-Pad: 1\r\n" * 200 + b"\r\nv\r\n--XyZ--\r\n"),
+    "many-parts": (MULTIPART, b'--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n'
+                              * 1001 + b"--XyZ--\r\n"),
+    "boundary-star-non-ascii": (
+        {"Content-Type": "multipart/form-data; boundary*=utf-8''%C3%A4"},
+        "--ä\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--ä--\r\n".encode()),
+    "boundary-non-ascii": ({"Content-Type": 'multipart/form-data; boundary="\xe4"'},
+                           b"--\xe4\r\n\r\n--\xe4--\r\n"),
+    "header-not-utf8": (MULTIPART, b'--XyZ\r\nContent-Disposition: form-data; name="\xff"'
+                                   b"\r\n\r\nv\r\n--XyZ--\r\n"),
 }
 
 TRAVERSALS = [

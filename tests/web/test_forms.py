@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import pytest
 
@@ -178,3 +178,48 @@ def test_formdata_mapping_surface() -> None:
     assert len(form) == 2 and list(form) == ["a", "b"] and form.has_key("b")
     assert form.to_dict() == {"a": ["1", "3"], "b": "2"}
     assert not FormData() and form
+
+
+def multipart_request(parts: int, options: dict[str, str]) -> tuple[StandInRequest, Options]:
+    body = multipart([("a", "1")] * parts)
+    return StandInRequest(body=body, ctype=MULTI), Options(options)
+
+
+def test_multipart_limits_come_from_the_request_options() -> None:
+    req, options = multipart_request(3, {"modpy_safe.forms.max_parts": "2"})
+    with RequestScope(req, options), pytest.raises(HTTPError) as info:
+        parse(req)
+    assert info.value.status == 413 and "modpy_safe.forms.max_parts" in info.value.message
+    req, options = multipart_request(2, {"modpy_safe.forms.max_parts": "2"})
+    with RequestScope(req, options):
+        assert parse(req)["a"] == ["1", "1"]
+
+
+def test_a_bad_forms_option_names_the_option_and_what_is_allowed() -> None:
+    from modpy_safe import ConfigError
+
+    req, options = multipart_request(1, {"modpy_safe.forms.max_parts": "many"})
+    with RequestScope(req, options), pytest.raises(ConfigError) as info:
+        parse(req)
+    assert "modpy_safe.forms.max_parts" in str(info.value) and "'many'" in str(info.value)
+    assert "whole number" in str(info.value)
+
+
+def test_a_multipart_body_declared_over_max_body_is_refused_unread() -> None:
+    req = StandInRequest(body=multipart([("a", "x" * 100)]), ctype=MULTI)
+    with RequestScope(req, Options({"modpy_safe.forms.max_body": "50"})):
+        with pytest.raises(HTTPError) as info:
+            parse(req)
+    assert info.value.status == 413 and req.reads == 0
+
+
+def test_a_non_utf8_content_type_is_a_400() -> None:
+    class BadHeaders(Headers):
+        def get(self, key: str, default: Any = None) -> Any:
+            raise UnicodeDecodeError("utf-8", b"\xe4", 0, 1, "invalid")
+
+    req = StandInRequest(body=b"x", ctype=MULTI)
+    req.headers_in = BadHeaders()
+    with pytest.raises(HTTPError) as info:
+        parse(req)
+    assert info.value.status == 400
