@@ -24,6 +24,7 @@ Conn = TypeVar("Conn")
 #: Driver name -> the module that defines it (its ``DRIVER`` attribute is the class).
 DRIVERS: dict[str, str] = {
     "psycopg2": "modpy_safe.db.psycopg2",
+    "psycopg": "modpy_safe.db.psycopg",
 }
 
 # Connections of a parent process that a forked child must never touch nor

@@ -1,0 +1,202 @@
+"""The psycopg 3 driver: connect, check, ping, reset, close and abandon psycopg connections.
+
+``Database(dsn, driver="psycopg")`` (or ``PythonOption modpy_safe.db.<name>.driver
+psycopg``) hands out :class:`psycopg.Connection` objects from modpy_safe's own
+pool, with the guarantees the psycopg2 driver gives. :class:`PsycopgDriver`
+is bound to one database's DSN and reset policy; the pool calls its hooks.
+Nothing here knows about httpd or the pool's state.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+from typing import Any, Callable
+
+import psycopg
+from psycopg import conninfo as _conninfo
+from psycopg.pq import TransactionStatus
+
+from .._redact import scrub
+from .driver import BaseDriver, forsake
+
+__all__ = ["PsycopgDriver", "DRIVER", "validate_dsn", "CONNECT_TIMEOUT"]
+
+# libpq waits forever for an unreachable host unless told otherwise.
+CONNECT_TIMEOUT = 5
+_IDLE = TransactionStatus.IDLE
+_DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+# One poll object per descriptor number: it holds only the number, and a
+# checked-out connection's descriptor is used by one thread at a time.
+_pollers: dict[int, Any] = {}
+
+
+def validate_dsn(raw: str) -> str:
+    """Accept a libpq DSN or URI that libpq can parse."""
+    if not raw.strip():
+        raise ValueError("allowed: a libpq string such as 'host=... dbname=...' or a URI")
+    try:
+        _conninfo.conninfo_to_dict(raw)
+    except psycopg.ProgrammingError as exc:
+        # libpq quotes the part it choked on, which may be the password.
+        reason = scrub(" ".join(str(exc).split()), raw)
+        raise ValueError(f"allowed: a libpq connection string or URI ({reason})") from None
+    return raw
+
+
+def _run_autocommit(conn: Any, sql: str) -> Any:
+    """Run one statement outside a transaction; return the first row (or None)."""
+    autocommit = conn.autocommit
+    conn.autocommit = True  # one round trip, no BEGIN/ROLLBACK around it
+    try:
+        cur = conn.execute(sql)
+        return cur.fetchone() if cur.description else None
+    finally:
+        conn.autocommit = autocommit
+
+
+class PsycopgDriver(BaseDriver[Any]):
+    """psycopg 3 connections to ``dsn``; ``discard`` runs DISCARD ALL when one is returned.
+
+    ``connect`` replaces ``psycopg.connect`` (called with the DSN), for example
+    ``lambda dsn: psycopg.connect(dsn, prepare_threshold=None)`` behind
+    PgBouncer in transaction mode.
+    """
+
+    name = "psycopg"
+    OperationalError = psycopg.OperationalError
+    validate_dsn = staticmethod(validate_dsn)
+
+    def __init__(self, dsn: str, *, discard: bool = False,
+                 connect: Callable[[str], Any] | None = None) -> None:
+        self.dsn = dsn
+        self.discard = discard
+        self._connect_fn = connect or psycopg.connect
+        if discard:
+            self.reset = self.reset_discard  # type: ignore[method-assign]
+
+    def connect(self) -> Any:
+        """Open a connection; add connect_timeout unless the DSN or PGCONNECT_TIMEOUT sets it."""
+        dsn = self.dsn
+        if ("connect_timeout" not in _conninfo.conninfo_to_dict(dsn)
+                and "PGCONNECT_TIMEOUT" not in os.environ):
+            dsn = _conninfo.make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT)
+        return self._connect_fn(dsn)
+
+    def check(self, conn: Any) -> bool | None:
+        """Cheap local check: False when closed, None when doubtful (data on an idle socket)."""
+        if conn.closed:
+            return False
+        if conn.info.transaction_status != _IDLE:
+            return None
+        # An idle connection has nothing to read; a readable socket means the server
+        # closed it (restart, pg_terminate_backend) or sent a notice: ping to know.
+        fd = conn.fileno()
+        poller = _pollers.get(fd)
+        if poller is None:
+            poller = _pollers[fd] = select.poll()
+            poller.register(fd, select.POLLIN)
+        return None if poller.poll(0) else True
+
+    def ping(self, conn: Any) -> bool:
+        """Make one round trip (SELECT 1); return False when the connection is dead."""
+        try:
+            if conn.closed:
+                return False
+            if conn.info.transaction_status != _IDLE:
+                conn.rollback()
+            _run_autocommit(conn, "SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def reset(self, conn: Any) -> bool:
+        """Roll back what a request left open; restore psycopg's session defaults.
+
+        Return True when a transaction had to be rolled back; raise when the
+        connection's state is unknown (the pool then closes it).
+        """
+        if conn.closed:
+            raise psycopg.InterfaceError("connection already closed")
+        status = conn.info.transaction_status
+        dirty = status in _DIRTY
+        if dirty:
+            conn.rollback()
+        elif status != _IDLE:  # ACTIVE (a query still running) or UNKNOWN (broken)
+            raise psycopg.InterfaceError(f"connection in state {status.name} cannot be reused")
+        # psycopg 3 sends these with the next BEGIN: setting them is local, no round trip.
+        if conn.autocommit:
+            conn.autocommit = False
+        if conn.isolation_level is not None:
+            conn.isolation_level = None
+        if conn.read_only is not None:
+            conn.read_only = None
+        if conn.deferrable is not None:
+            conn.deferrable = None
+        if conn.read_only is not None or conn.deferrable is not None:
+            # psycopg 3.1.7 (Debian 12) stores None as False (BEGIN READ WRITE, NOT
+            # DEFERRABLE), which overrides the server's defaults: do what its setter
+            # means to do, on a connection known to be idle.
+            conn._read_only = conn._deferrable = None
+            conn._begin_statement = b""
+        return dirty
+
+    def reset_discard(self, conn: Any) -> bool:
+        """Like :meth:`reset`, then DISCARD ALL (which cannot run in a transaction)."""
+        dirty = PsycopgDriver.reset(self, conn)
+        _run_autocommit(conn, "DISCARD ALL")
+        # DISCARD ALL drops the server's prepared statements, but psycopg 3.1 keeps
+        # its own list of them and would run one the server no longer has.
+        prepared = getattr(conn, "_prepared", None)
+        if prepared is not None:
+            prepared.clear()
+        return dirty
+
+    def close(self, conn: Any) -> None:
+        """Close ``conn``; a connection that is already broken needs nothing more."""
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def abandon(self, conn: Any) -> None:
+        """In a forked child: detach ``conn`` from the parent's socket without telling the server.
+
+        The child's copy of the socket is replaced by /dev/null, so nothing the
+        child does with the object (a ``close()`` sends libpq's Terminate
+        message) can reach the server and end the parent's session. The object
+        is kept, never closed nor freed, in case a thread that no longer exists
+        held its lock at the fork.
+        """
+        with contextlib.suppress(Exception):
+            fd = conn.fileno()
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        forsake(conn)
+
+    def describe_error(self, exc: BaseException) -> str:
+        """One line for ``exc`` with the DSN's password masked, even percent-decoded."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = scrub(text, self.dsn)
+        with contextlib.suppress(Exception):
+            # A URI's password is percent-encoded; libpq sees (and may quote) it decoded.
+            password = _conninfo.conninfo_to_dict(self.dsn or "").get("password") or ""
+            if len(password) >= 3:
+                text = text.replace(password, "***")
+        return text
+
+    def is_lost(self, conn: Any, exc: BaseException) -> bool:
+        """Return True when ``exc`` (an OperationalError) left ``conn`` closed."""
+        return isinstance(exc, psycopg.OperationalError) and bool(conn.closed)
+
+    def budget_limit(self, conn: Any) -> tuple[int, int, int]:
+        """Return (usable, max_connections, superuser_reserved_connections) of the server."""
+        max_conn, reserved = _run_autocommit(
+            conn, "SELECT current_setting('max_connections')::int, "
+                  "current_setting('superuser_reserved_connections')::int")
+        return int(max_conn) - int(reserved), int(max_conn), int(reserved)
+
+
+DRIVER = PsycopgDriver
