@@ -99,9 +99,9 @@ def no_password_anywhere(server: Any, postgres: Any, *texts: str) -> None:
         assert postgres.password not in text
 
 
-def test_each_mpm_gets_its_mode(httpd: Any, postgres: Any, mpm: str) -> None:
-    app = f"conn_mode_{mpm}"
-    server = start(httpd, postgres, mpm, app, processes=1, threads=5)
+def test_each_mpm_gets_its_mode(driver: str, httpd: Any, postgres: Any, mpm: str) -> None:
+    app = f"conn_mode_{mpm}_{driver}"
+    server = start(httpd, postgres, mpm, app, processes=1, threads=5, driver=driver)
     ask(server)
     info = ask(server, "info")
     expected = ("persistent", 1) if mpm == "prefork" else ("pooled", 5)
@@ -112,15 +112,15 @@ def test_each_mpm_gets_its_mode(httpd: Any, postgres: Any, mpm: str) -> None:
 
 
 def test_open_transaction_is_rolled_back_before_the_next_request(
-        httpd: Any, postgres: Any, mpm: str) -> None:
-    app = f"conn_left_open_{mpm}"
+        driver: str, httpd: Any, postgres: Any, mpm: str) -> None:
+    app = f"conn_left_open_{mpm}_{driver}"
     setup = psycopg2.connect(postgres.dsn)
     try:
         with setup, setup.cursor() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS conn_left_open (x int)")
     finally:
         setup.close()
-    server = start(httpd, postgres, mpm, app, processes=1)
+    server = start(httpd, postgres, mpm, app, processes=1, driver=driver)
     opened = ask(server, "open")["backend"]
     checked = ask(server, "check")
     assert checked["backend"] == opened  # the very connection the last request left open
@@ -129,22 +129,24 @@ def test_open_transaction_is_rolled_back_before_the_next_request(
     assert ask(server, "info")["stats"]["returned_in_transaction"] >= 1
 
 
-def test_reset_discard_hides_session_state(httpd: Any, postgres: Any, mpm: str) -> None:
+def test_reset_discard_hides_session_state(driver: str, httpd: Any, postgres: Any,
+                                           mpm: str) -> None:
     postgres.admin_execute(
         "DO $$ BEGIN CREATE ROLE modpy_reader NOLOGIN; EXCEPTION WHEN duplicate_object "
         "THEN NULL; END $$")
     postgres.admin_execute("GRANT modpy_reader TO modpy")
-    app = f"conn_discard_{mpm}"
-    server = start(httpd, postgres, mpm, app, processes=1, reset="discard")
+    app = f"conn_discard_{mpm}_{driver}"
+    server = start(httpd, postgres, mpm, app, processes=1, reset="discard", driver=driver)
     dirtied = ask(server, "dirty")["backend"]
     seen = ask(server, "look")
     assert seen["backend"] == dirtied
     assert (seen["user"], seen["search_path"]) == ("modpy", '"$user", public')
 
 
-def test_survives_terminate_restart_and_outage(httpd: Any, postgres: Any, mpm: str) -> None:
-    app = f"conn_restart_{mpm}"
-    server = start(httpd, postgres, mpm, app, processes=1)
+def test_survives_terminate_restart_and_outage(driver: str, httpd: Any, postgres: Any,
+                                               mpm: str) -> None:
+    app = f"conn_restart_{mpm}_{driver}"
+    server = start(httpd, postgres, mpm, app, processes=1, driver=driver)
     first = ask(server)["backend"]
     assert postgres.terminate(app) == 1
     for _ in range(200):  # until the backend is gone, not merely told to go
@@ -170,9 +172,9 @@ def test_survives_terminate_restart_and_outage(httpd: Any, postgres: Any, mpm: s
 
 
 def test_per_request_connection_closes_with_the_request(
-        httpd: Any, postgres: Any, mpm: str) -> None:
-    app = f"conn_per_request_{mpm}"
-    server = start(httpd, postgres, mpm, app, processes=1, mode="per-request")
+        driver: str, httpd: Any, postgres: Any, mpm: str) -> None:
+    app = f"conn_per_request_{mpm}_{driver}"
+    server = start(httpd, postgres, mpm, app, processes=1, mode="per-request", driver=driver)
     backends = ask(server, "twice")["backends"]
     assert backends[0] == backends[1]
     failed = server.get("/x?do=twice&fail=1")
@@ -188,10 +190,10 @@ def test_per_request_connection_closes_with_the_request(
 
 @pytest.mark.parametrize("threaded_mpm", ["worker", "event"])
 def test_exhaustion_answers_503_and_frees_every_thread(
-        httpd: Any, postgres: Any, threaded_mpm: str) -> None:
-    app = f"conn_exhaust_{threaded_mpm}"
+        driver: str, httpd: Any, postgres: Any, threaded_mpm: str) -> None:
+    app = f"conn_exhaust_{threaded_mpm}_{driver}"
     server = start(httpd, postgres, threaded_mpm, app, processes=1, threads=4,
-                   pool_max=1, timeout=1)
+                   pool_max=1, timeout=1, driver=driver)
     slow: list[Any] = []
     runner = threading.Thread(target=lambda: slow.append(server.get("/x?do=slow&for=2.5")))
     runner.start()
@@ -236,9 +238,10 @@ def test_wrong_password_is_not_shown(httpd: Any, postgres: Any) -> None:
     assert "password authentication failed" in server.error_log()
 
 
-def test_budget_warning_in_the_error_log(httpd: Any, postgres: Any) -> None:
-    app = "conn_budget"
-    server = start(httpd, postgres, "worker", app, processes=1, threads=2, pool_max=250)
+def test_budget_warning_in_the_error_log(driver: str, httpd: Any, postgres: Any) -> None:
+    app = f"conn_budget_{driver}"
+    server = start(httpd, postgres, "worker", app, processes=1, threads=2, pool_max=250,
+                   driver=driver)
     ask(server)
     ask(server)
     log = server.error_log()
@@ -265,12 +268,12 @@ def handler(req):
 
 
 @pytest.mark.parametrize("through", ["dispatch", "PythonHandler"])
-def test_child_exit_closes_connections_cleanly(httpd: Any, postgres: Any, mpm: str,
+def test_child_exit_closes_connections_cleanly(driver: str, httpd: Any, postgres: Any, mpm: str,
                                                through: str) -> None:
     """At child exit every connection is closed with libpq's goodbye, not dropped."""
-    app = f"conn_exit_{mpm}_{through}"
+    app = f"conn_exit_{mpm}_{through}_{driver}"
     if through == "dispatch":
-        server = start(httpd, postgres, mpm, app)
+        server = start(httpd, postgres, mpm, app, driver=driver)
         ask(server)
         ask(server)  # the first request's after-response work is done by now
         name = "t"
@@ -298,7 +301,7 @@ def test_child_exit_closes_connections_cleanly(httpd: Any, postgres: Any, mpm: s
 RELOADED = """\
 import modpy_safe
 
-db = modpy_safe.Database({dsn!r}, name="r", mode={mode!r})
+db = modpy_safe.Database({dsn!r}, name="r", mode={mode!r}, driver={driver!r})
 VERSION = {version}
 
 
@@ -309,12 +312,14 @@ def handler(req):
 """
 
 
-def test_reload_keeps_the_database_or_retires_it(httpd: Any, postgres: Any, mpm: str) -> None:
+def test_reload_keeps_the_database_or_retires_it(driver: str, httpd: Any, postgres: Any,
+                                                 mpm: str) -> None:
     """Same arguments after an edit: the same object and connection; other DSN: old one closed."""
-    first, second = f"conn_reload_a_{mpm}", f"conn_reload_b_{mpm}"
+    first, second = f"conn_reload_a_{mpm}_{driver}", f"conn_reload_b_{mpm}_{driver}"
 
     def source(version: int, app: str, mode: str = "auto") -> str:
-        return RELOADED.format(dsn=postgres.dsn_for(app), mode=mode, version=version)
+        return RELOADED.format(dsn=postgres.dsn_for(app), mode=mode, version=version,
+                               driver=driver)
 
     server = httpd(mpm, processes=1, directory=DISPATCH, files={"app.py": source(1, first)},
                    options={"modpy_safe.handler": "app.py", "modpy_safe.reload.interval": "0"})

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fix_drivers import driver  # noqa: F401 - the fixture: a test asking for it runs per driver
 
 from modpy_safe.testing import Httpd, PostgresServer
 

@@ -42,11 +42,11 @@ WARNING = re.compile(r"database 'f' \((\w+)\) may open up to (\d+) connections "
                  id="event-25x8-pool_max-7-quiet"),
     pytest.param("event", "", {}, None, id="event-1x8-quiet"),
 ])
-def test_budget_warning(httpd: Any, postgres: PostgresServer, mpm: str, limits: str,
+def test_budget_warning(driver: str, httpd: Any, postgres: PostgresServer, mpm: str, limits: str,
                         settings: dict[str, Any], expected: tuple[int, int, int] | None,
                         record_property: Any) -> None:
-    app = "fault_budget"
-    server = serve(httpd, postgres.dsn_for(app), mpm, extra=limits, **settings)
+    app = f"fault_budget_{driver}"
+    server = serve(httpd, postgres.dsn_for(app), mpm, extra=limits, **settings, driver=driver)
     for _ in range(3):  # several requests, one warning at most per process
         ask(server, "do=pid")
     found = WARNING.findall(server.error_log())

@@ -41,13 +41,13 @@ pytestmark = pytest.mark.httpd
 
 
 @pytest.mark.parametrize("mpm", ["prefork", "event"])
-def test_database_down_when_httpd_starts(httpd: Any, database_restored: PostgresServer,
+def test_database_down_when_httpd_starts(driver: str, httpd: Any, database_restored: PostgresServer,
                                          mpm: str, record_property: Any) -> None:
     """Modules load, requests get a clear 503, and the database coming up heals it in place."""
     postgres = database_restored
-    app = f"fault_down_at_start_{mpm}"
+    app = f"fault_down_at_start_{mpm}_{driver}"
     postgres.stop()
-    server = serve(httpd, postgres.dsn_for(app), mpm)
+    server = serve(httpd, postgres.dsn_for(app), mpm, driver=driver)
     children = set(server.child_pids())
 
     assert server.get("/x?do=ping").text.startswith("pong ")  # the module loaded
@@ -80,12 +80,12 @@ def test_database_down_when_httpd_starts(httpd: Any, database_restored: Postgres
 @pytest.mark.parametrize("mpm, processes", [("prefork", 4), ("event", 1)])
 @pytest.mark.timeout(240)  # its load may run 90 s around a database restart
 def test_database_restarted_under_eight_clients(
-        httpd: Any, database_restored: PostgresServer, mpm: str, processes: int,
+        driver: str, httpd: Any, database_restored: PostgresServer, mpm: str, processes: int,
         record_property: Any) -> None:
     """Requests fail only while the database is down; afterwards every one succeeds."""
     postgres = database_restored
-    app = f"fault_restart_{mpm}"
-    server = serve(httpd, postgres.dsn_for(app), mpm, processes=processes, threads=8)
+    app = f"fault_restart_{mpm}_{driver}"
+    server = serve(httpd, postgres.dsn_for(app), mpm, processes=processes, threads=8, driver=driver)
     ask(server, "do=pid")
     per_process = 1 if mpm == "prefork" else 8
     bound = processes * per_process
@@ -138,15 +138,16 @@ def test_database_restarted_under_eight_clients(
 
 
 @pytest.mark.parametrize("mode", ["persistent", "pooled", "per-request"])
-def test_backend_killed_in_the_middle_of_a_request(httpd: Any, postgres: PostgresServer,
-                                                  mode: str, record_property: Any) -> None:
+def test_backend_killed_in_the_middle_of_a_request(driver: str, httpd: Any,
+                                                  postgres: PostgresServer, mode: str,
+                                                  record_property: Any) -> None:
     """The request whose backend dies under it gets 503 (not 500); the next one succeeds.
 
     (A backend killed between requests is tested in test_connections_httpd.) This is
     what a database restart does to the requests in flight.
     """
-    app = f"fault_killed_{mode}"
-    server = serve(httpd, postgres.dsn_for(app), "event", mode=mode)
+    app = f"fault_killed_{mode}_{driver}"
+    server = serve(httpd, postgres.dsn_for(app), "event", mode=mode, driver=driver)
     ask(server, "do=pid")
     answers: list[Any] = []
     runner = threading.Thread(target=lambda: answers.append(server.get("/x?do=slow&for=5")))
@@ -176,15 +177,16 @@ def test_backend_killed_in_the_middle_of_a_request(httpd: Any, postgres: Postgre
 
 
 def test_many_extras_time_out_and_every_thread_comes_back(
-        httpd: Any, postgres: PostgresServer, record_property: Any) -> None:
+        driver: str, httpd: Any, postgres: PostgresServer, record_property: Any) -> None:
     """Eight slow requests on a pool of three: five wait, get 503 after the timeout, are counted.
 
     (A single extra is tested under worker and event in test_connections_httpd; this
     is the many-waiters case: several threads time out on the same pool at once.)
     """
-    app = "fault_exhaust_event"
+    app = f"fault_exhaust_event_{driver}"
     pool_max = 3
-    server = serve(httpd, postgres.dsn_for(app), "event", threads=10, pool_max=pool_max, timeout=1)
+    server = serve(httpd, postgres.dsn_for(app), "event", threads=10, pool_max=pool_max, timeout=1,
+                   driver=driver)
     ask(server, "do=pid")
     results: list[tuple[int, str]] = []
 
@@ -230,12 +232,13 @@ def test_many_extras_time_out_and_every_thread_comes_back(
 
 
 @pytest.mark.parametrize("mpm", ["prefork", "event"])
-def test_data_integrity(httpd: Any, postgres: PostgresServer, mpm: str, fault_rows: str,
-                        record_property: Any) -> None:
+def test_data_integrity(driver: str, httpd: Any, postgres: PostgresServer, mpm: str,
+                        fault_rows: str, record_property: Any) -> None:
     """Nothing uncommitted is ever seen or kept; transaction() commits exactly once."""
-    app = f"fault_integrity_{mpm}"
+    app = f"fault_integrity_{mpm}_{driver}"
     # prefork: two processes, so the reader is another process and another connection.
-    server = serve(httpd, postgres.dsn_for(app), mpm, processes=2 if mpm == "prefork" else 1)
+    server = serve(httpd, postgres.dsn_for(app), mpm, processes=2 if mpm == "prefork" else 1,
+                   driver=driver)
     token = fault_rows
 
     # A handler raises while its transaction holds an uncommitted row.
@@ -279,8 +282,8 @@ def test_data_integrity(httpd: Any, postgres: PostgresServer, mpm: str, fault_ro
 
 
 @pytest.mark.parametrize("reset", ["discard", "rollback"])
-def test_session_state_with_each_reset(httpd: Any, postgres: PostgresServer, reset: str,
-                                       record_property: Any) -> None:
+def test_session_state_with_each_reset(driver: str, httpd: Any, postgres: PostgresServer,
+                                       reset: str, record_property: Any) -> None:
     """discard: the next request sees a clean session; rollback: session state stays.
 
     A temporary table, a prepared statement, a session advisory lock, LISTEN and a
@@ -289,8 +292,8 @@ def test_session_state_with_each_reset(httpd: Any, postgres: PostgresServer, res
     backend; ``reset=rollback`` only ends the transaction, as docs/deploying.md
     says, so all of them do.
     """
-    app = f"fault_session_{reset}"
-    server = serve(httpd, postgres.dsn_for(app), "event", pool_max=1, reset=reset)
+    app = f"fault_session_{reset}_{driver}"
+    server = serve(httpd, postgres.dsn_for(app), "event", pool_max=1, reset=reset, driver=driver)
     dirtied = ask(server, "do=dirty")["backend"]
     seen = ask(server, "do=look")
     assert seen["backend"] == dirtied, "pool_max=1: the same backend serves both requests"

@@ -141,13 +141,13 @@ def test_example_app_through_pgbouncer(postgres: PostgresServer, pgbouncer: PgBo
 
 
 @pytest.mark.parametrize("mpm", ["prefork", "event"])
-def test_connection_behaviour_through_pgbouncer(httpd: Any, postgres: PostgresServer,
+def test_connection_behaviour_through_pgbouncer(driver: str, httpd: Any, postgres: PostgresServer,
                                                 pgbouncer: PgBouncer, fault_rows: str,
                                                 mpm: str, record_property: Any) -> None:
     """Modes, rollback, commits, a killed server connection and discard, through PgBouncer."""
-    app = f"fault_bouncer_{mpm}"
+    app = f"fault_bouncer_{mpm}_{driver}"
     server = serve(httpd, pgbouncer.dsn_for(app), mpm, processes=2 if mpm == "prefork" else 1,
-                   reset="discard")
+                   reset="discard", driver=driver)
     token = fault_rows
     ask(server, "do=pid")
 
@@ -186,11 +186,12 @@ def test_connection_behaviour_through_pgbouncer(httpd: Any, postgres: PostgresSe
     assert_no_secret(postgres, server, *lost)
 
 
-def test_pool_timeout_through_pgbouncer(httpd: Any, postgres: PostgresServer,
+def test_pool_timeout_through_pgbouncer(driver: str, httpd: Any, postgres: PostgresServer,
                                         pgbouncer: PgBouncer, record_property: Any) -> None:
     """The Apache-side pool still bounds and times out; PgBouncer is not in the way."""
-    app = "fault_bouncer_exhaust"
-    server = serve(httpd, pgbouncer.dsn_for(app), "event", threads=6, pool_max=2, timeout=1)
+    app = f"fault_bouncer_exhaust_{driver}"
+    server = serve(httpd, pgbouncer.dsn_for(app), "event", threads=6, pool_max=2, timeout=1,
+                   driver=driver)
     ask(server, "do=pid")
     results: list[int] = []
     threads = [threading.Thread(target=lambda: results.append(
