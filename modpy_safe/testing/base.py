@@ -79,3 +79,13 @@ def make_tempdir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(path, 0o755)
     return path
+
+
+#: Server directories kept because a test that used them failed (listed at the end of a run).
+KEPT: list[Path] = []
+
+
+def keep(root: Path) -> None:
+    """Keep ``root`` for a failed test to inspect; the run's summary lists it."""
+    if root not in KEPT:
+        KEPT.append(root)

@@ -26,6 +26,7 @@ from .base import (
     SetupError,
     alive,
     free_port,
+    keep,
     make_dir,
     service_user,
     tail,
@@ -445,9 +446,10 @@ def running(server: Httpd, request: Any) -> Iterator[Httpd]:
     """Start ``server`` for a module-scoped fixture and stop it when the block ends.
 
     ``request`` is the fixture's pytest request: when a test failed while the
-    server ran, the tail of its error log is shown; otherwise its directory is
-    removed. One server per module keeps a suite fast when many tests can share
-    one configuration.
+    server ran, its directory is kept (the run's summary lists it) and the
+    tail of its error log is shown; otherwise its directory is removed. One
+    server per module keeps a suite fast when many tests can share one
+    configuration.
     """
     failed_before = request.session.testsfailed
     server.start()
@@ -456,7 +458,9 @@ def running(server: Httpd, request: Any) -> Iterator[Httpd]:
     finally:
         server.stop()
         if request.session.testsfailed > failed_before:
-            sys.stderr.write(f"\n{server.log_tail(80)}\n")
+            keep(server.root)
+            sys.stderr.write(f"\nhttpd ({server.mpm}) kept in {server.root}\n"
+                             f"{server.log_tail(80)}\n")
         else:
             shutil.rmtree(server.root, ignore_errors=True)
 

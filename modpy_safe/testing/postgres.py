@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -218,5 +219,71 @@ class PostgresServer:
 
     def log_text(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def fresh_database(self, prefix: str = "test") -> "FreshDatabase":
+        """Create an empty database owned by the test role (from template0); see FreshDatabase.
+
+        ``prefix`` starts its name (letters, digits and ``_``), a random suffix ends it.
+        """
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError(f"prefix must be 1 to 40 lower-case letters, digits or '_', "
+                             f"starting with a letter, not {prefix!r}")
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        self.admin_execute(f"CREATE DATABASE {name} OWNER {self.role} TEMPLATE template0")
+        return FreshDatabase(self, name)
+
+
+_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+class FreshDatabase:
+    """One database of the private cluster made for one test: empty, with a clean schema.
+
+    ``dsn`` (and ``dsn_for(application_name)``) connect as the test role, which
+    owns it; ``execute(sql)`` runs SQL there; :meth:`drop` (or leaving a
+    ``with`` block) removes it, ending any connection still open to it. The
+    ``fresh_db`` fixture makes one per test.
+    """
+
+    def __init__(self, server: PostgresServer, name: str) -> None:
+        self.server = server
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<FreshDatabase {self.name!r} on port {self.server.port}>"
+
+    @property
+    def dsn(self) -> str:
+        """A libpq DSN for this database as the test role."""
+        server = self.server
+        return (f"host=127.0.0.1 port={server.port} dbname={self.name} "
+                f"user={server.role} password={server.password}")
+
+    def dsn_for(self, application_name: str) -> str:
+        """The DSN with ``application_name`` set, to count its connections."""
+        return f"{self.dsn} application_name={application_name}"
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run ``sql`` as the test role, in autocommit; return the rows (if any)."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.dsn, application_name="modpy_safe.testing")
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+
+    def drop(self) -> None:
+        """Drop the database, closing whatever is still connected to it."""
+        self.server.admin_execute(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+    def __enter__(self) -> "FreshDatabase":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.drop()
 
 
