@@ -142,6 +142,14 @@ def as_handler_specs(raw: str) -> tuple[str, ...]:
     return specs
 
 
+def as_directory(raw: str) -> str | None:
+    """Read an absolute directory path (its existence is checked by what uses it)."""
+    value = raw.strip()
+    if not value.startswith("/"):
+        raise ValueError("allowed: an absolute directory path, such as /var/tmp")
+    return value
+
+
 def as_text(raw: str) -> str:
     """Take the value as written (checked later by what uses it, e.g. a driver's DSN parser)."""
     return raw
@@ -199,6 +207,27 @@ HANDLER = _declare(
 FORMS_MAX_BODY = _declare(
     "forms.max_body", as_int(minimum=0), 16 * 1024 * 1024, "16777216",
     "The largest urlencoded or multipart request body, in bytes (0: no limit).")
+FORMS_MAX_PARTS = _declare(
+    "forms.max_parts", as_int(minimum=1, maximum=1_000_000), 1000, "1000",
+    "The most parts a multipart body may have.")
+FORMS_MAX_FIELD_SIZE = _declare(
+    "forms.max_field_size", as_int(minimum=0), 1024 * 1024, "1048576",
+    "The largest text field of a multipart body, in bytes (0: no limit).")
+FORMS_MAX_FILE_SIZE = _declare(
+    "forms.max_file_size", as_int(minimum=0), 0, "0",
+    "The largest file part of a multipart body, in bytes (0: only max_body applies).")
+FORMS_MAX_HEADER_SIZE = _declare(
+    "forms.max_header_size", as_int(minimum=256, maximum=1024 * 1024), 4096, "4096",
+    "The longest header line of one multipart part, in bytes.")
+FORMS_MAX_HEADERS = _declare(
+    "forms.max_headers", as_int(minimum=1, maximum=1_000_000), 8, "8",
+    "The most headers one multipart part may have.")
+FORMS_SPOOL_SIZE = _declare(
+    "forms.spool_size", as_int(minimum=0), 1024 * 1024, "1048576",
+    "A file part larger than this is moved to a temporary file (0: always).")
+FORMS_TEMP_DIR = _declare(
+    "forms.temp_dir", as_directory, None, "the system's",
+    "Where file parts are spooled (an absolute directory httpd's User can write).")
 STATUS_ALLOW = _declare(
     "status.allow", as_networks, as_networks("127.0.0.0/8 ::1"), "127.0.0.0/8 ::1",
     "Who may read the status page: IP addresses and networks.")
@@ -226,7 +255,7 @@ FILTER_HANDLERS: dict[str, Option[tuple[str, ...]]] = {
 DB_SETTINGS: dict[str, Option[Any]] = {
     "dsn": _declare("db.<name>.dsn", as_text, None, "none",
                     "The libpq connection string or URI."),
-    "driver": _declare("db.<name>.driver", as_choice("psycopg2"), "psycopg2", "psycopg2",
+    "driver": _declare("db.<name>.driver", as_choice("psycopg2", "psycopg"), "psycopg2", "psycopg2",
                        "The driver that connects."),
     "mode": _declare("db.<name>.mode", as_choice("auto", "persistent", "pooled", "per-request"),
                      "auto", "auto", "How connections are handed out."),

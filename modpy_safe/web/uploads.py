@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, Union
 
+from .. import _options as _o
 from .._errors import HTTPError
-from .._options import Options, as_int
+from .._options import Options
 
 try:
     import multipart as _mp
@@ -116,44 +117,36 @@ FormValue = Union[str, Field]
 
 @dataclass(frozen=True)
 class Limits:
-    """What one multipart body may hold; 0 means no limit for the sizes."""
+    """What one multipart body may hold; 0 means no limit for the sizes.
 
-    max_body: int = 16 * 1024 * 1024
-    max_parts: int = 1000
-    max_field_size: int = 1024 * 1024
-    max_file_size: int = 0
-    max_header_size: int = 4096
-    max_headers: int = 8
-    spool_size: int = 1024 * 1024
-    temp_dir: str | None = None
+    The defaults are the options' (``modpy_safe.forms.*`` in ``_options.OPTIONS``).
+    """
+
+    max_body: int = _o.FORMS_MAX_BODY.default
+    max_parts: int = _o.FORMS_MAX_PARTS.default
+    max_field_size: int = _o.FORMS_MAX_FIELD_SIZE.default
+    max_file_size: int = _o.FORMS_MAX_FILE_SIZE.default
+    max_header_size: int = _o.FORMS_MAX_HEADER_SIZE.default
+    max_headers: int = _o.FORMS_MAX_HEADERS.default
+    spool_size: int = _o.FORMS_SPOOL_SIZE.default
+    temp_dir: str | None = _o.FORMS_TEMP_DIR.default
 
 
 DEFAULT_LIMITS = Limits()
-_size = as_int(minimum=0)
-_count = as_int(minimum=1, maximum=1_000_000)
-_header = as_int(minimum=256, maximum=1024 * 1024)
-
-
-def _directory(raw: str) -> str:
-    if not raw.startswith("/"):
-        raise ValueError("allowed: an absolute directory path that httpd's User can write")
-    return raw
 
 
 def limits_from(options: Options | None) -> Limits:
     """Read the ``modpy_safe.forms.*`` limits (see docs/configuration.md)."""
     if options is None:
         return DEFAULT_LIMITS
-    d = DEFAULT_LIMITS
+    value = options.value
     return Limits(
-        max_body=options.get("forms.max_body", _size, d.max_body),
-        max_parts=options.get("forms.max_parts", _count, d.max_parts),
-        max_field_size=options.get("forms.max_field_size", _size, d.max_field_size),
-        max_file_size=options.get("forms.max_file_size", _size, d.max_file_size),
-        max_header_size=options.get("forms.max_header_size", _header, d.max_header_size),
-        max_headers=options.get("forms.max_headers", _count, d.max_headers),
-        spool_size=options.get("forms.spool_size", _size, d.spool_size),
-        temp_dir=options.get("forms.temp_dir", _directory, d.temp_dir),
+        max_body=value(_o.FORMS_MAX_BODY), max_parts=value(_o.FORMS_MAX_PARTS),
+        max_field_size=value(_o.FORMS_MAX_FIELD_SIZE),
+        max_file_size=value(_o.FORMS_MAX_FILE_SIZE),
+        max_header_size=value(_o.FORMS_MAX_HEADER_SIZE),
+        max_headers=value(_o.FORMS_MAX_HEADERS), spool_size=value(_o.FORMS_SPOOL_SIZE),
+        temp_dir=value(_o.FORMS_TEMP_DIR),
     )
 
 
