@@ -10,10 +10,12 @@ import hashlib
 import http.client
 import json
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fix_multipart import SEED_BODY, B, mutate
 
 from modpy_safe.testing import Httpd, make_tempdir, running
 
@@ -52,6 +54,16 @@ class Upload(modpy_safe.Handler):
 handler = Upload
 '''
 
+FIELDS_HANDLER = '''\
+import modpy_safe
+
+class Fields(modpy_safe.Handler):
+    def post(self):
+        return {name: getattr(value, "filename", "text") for name, value in self.args.items()}
+
+handler = Fields
+'''
+
 
 def pattern_chunks(size: int) -> Iterator[bytes]:
     """Yield ``size`` bytes of a pattern that never contains the boundary, 1 MiB at a time."""
@@ -85,7 +97,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[Httpd]:
     spool = root / "spool"
     spool.mkdir()
     os.chmod(spool, 0o1777)
-    with running(Httpd(root, mpm="prefork", processes=1, files={"upload.py": UPLOAD_HANDLER},
+    files = {"upload.py": UPLOAD_HANDLER, "fields.py": FIELDS_HANDLER}
+    with running(Httpd(root, mpm="prefork", processes=1, files=files,
                        directory="PythonHandler modpy_safe.dispatch",
                        options={"modpy_safe.forms.max_body": str(UPLOAD_SIZE + MiB),
                                 "modpy_safe.forms.temp_dir": str(spool)}),
@@ -143,3 +156,17 @@ def test_a_64_mib_upload_arrives_whole_in_bounded_memory(server: Httpd) -> None:
     assert str(answer["where"]).startswith(str(spool)), "the file part was spooled to disk"
     # The request is over: its temporary file is closed, so the disk space is free.
     assert open_fds_under(pid, spool) == [] and os.listdir(spool) == []
+
+
+def test_mutated_bodies_through_httpd_get_200_or_4xx_never_500(server: Httpd) -> None:
+    rng = random.Random(1201)
+    statuses: dict[int, int] = {}
+    for _ in range(300):
+        answer = server.request("POST", "/fields.py", body=mutate(rng, SEED_BODY), headers={
+            "Content-Type": f"multipart/form-data; boundary={B}"})
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+        assert answer.status == 200 or 400 <= answer.status < 500, (
+            answer.status, answer.text[:300], server.log_tail())
+    assert statuses.get(200, 0) > 10 and statuses.get(400, 0) > 10, statuses
+    spool = server.root / "spool"
+    assert os.listdir(spool) == []
