@@ -5,7 +5,8 @@ driver imports the fixture: ``from fix_drivers import driver``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

@@ -22,7 +22,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Union
+from typing import IO, Any
 
 from .. import _options as _o
 from .._errors import HTTPError
@@ -112,7 +112,7 @@ class Field:
         return f"Field({self.name!r}, filename={self.filename!r}, {self.size} bytes)"
 
 
-FormValue = Union[str, Field]
+FormValue = str | Field
 
 
 @dataclass(frozen=True)
