@@ -17,7 +17,9 @@ client picked, such as ``punycode``) is a 400.
 """
 from __future__ import annotations
 
+import errno
 import io
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from .. import _options as _o
-from .._errors import HTTPError
+from .._errors import ConfigError, HTTPError
 from .._options import Options
 
 try:
@@ -186,10 +188,7 @@ class _Collector:
             self.text = []
             self.cap, self.cap_option = limits.max_field_size, "max_field_size"
             return
-        # Closed when the request ends (or here, on an error); spool_size 0: always on disk.
-        file: IO[bytes] = (
-            tempfile.SpooledTemporaryFile(max_size=limits.spool_size, dir=limits.temp_dir)
-            if limits.spool_size else tempfile.TemporaryFile(dir=limits.temp_dir))
+        file = _temporary_file(limits)
         self.files.append(file)
         headers = {name.lower(): value for name, value in segment.headerlist}
         ctype, type_options = _mp.parse_options_header(headers.get("content-type", ""))
@@ -296,6 +295,26 @@ def _read(read: Callable[[int], Any], size: int) -> bytes:
     if isinstance(chunk, str):  # defensive: some stand-ins hand back text
         chunk = chunk.encode("utf-8")
     return bytes(chunk)
+
+
+def _temporary_file(limits: Limits) -> IO[bytes]:
+    """Make the file a file part goes to; spool_size 0 puts it on disk at once.
+
+    It is closed when the request ends, or by parse_stream on an error.
+    """
+    where = limits.temp_dir
+    try:
+        # A spooled file reaches the directory only when it grows: check it now.
+        if where is not None and not os.access(where, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not a directory this process can write")
+        if limits.spool_size:
+            return tempfile.SpooledTemporaryFile(max_size=limits.spool_size, dir=where)
+        return tempfile.TemporaryFile(dir=where)
+    except OSError as exc:
+        raise ConfigError(
+            f"PythonOption modpy_safe.forms.temp_dir has value "
+            f"{where or tempfile.gettempdir()!r}: no temporary file can be made there "
+            f"({exc.strerror}); allowed: a directory httpd's User can write.") from None
 
 
 def _limit_message(exc: Exception, limits: Limits) -> str:

@@ -232,3 +232,15 @@ def test_fuzzed_content_types_parse_or_get_a_4xx() -> None:
             boundary_of(ctype)
         except HTTPError as exc:
             assert exc.status == 400
+
+
+def test_a_temp_dir_that_cannot_hold_files_names_the_option(tmp_path: Path) -> None:
+    from modpy_safe import ConfigError
+
+    missing = tmp_path / "missing"
+    for spool_size in (0, 1000):  # on disk at once, or only once it grows
+        with pytest.raises(ConfigError) as info:
+            parse(body(part("f", b"x", filename="f")),
+                  Limits(spool_size=spool_size, temp_dir=str(missing)))
+        message = str(info.value)
+        assert "modpy_safe.forms.temp_dir" in message and repr(str(missing)) in message
