@@ -37,7 +37,7 @@ def project() -> Iterator[Path]:
 
 def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          cwd=project, capture_output=True, text=True, timeout=600)
+                          cwd=project, capture_output=True, text=True, timeout=280)
 
 
 def write(project: Path, files: dict[str, str]) -> None:
@@ -47,6 +47,7 @@ def write(project: Path, files: dict[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+@pytest.mark.timeout(300)  # a pytest run of its own: a PostgreSQL cluster and nine servers
 def test_the_guides_example_passes_under_three_mpms_with_warnings_as_errors(
         project: Path) -> None:
     write(project, example_files())
