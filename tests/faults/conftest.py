@@ -6,8 +6,10 @@ safety nets only: no test asserts how long anything took.
 """
 from __future__ import annotations
 
+import html
 import http.client
 import itertools
+import re
 import secrets
 import threading
 import time
@@ -223,3 +225,11 @@ def report(record_property: Any, **figures: Any) -> None:
     for key, value in figures.items():
         record_property(key, value)
     print("FIGURES", " ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def logged_for(server: Any, page: str) -> str:
+    """Return the error log lines of the reference an error page shows."""
+    found = re.search(r"Reference: <code>([0-9a-f]+)</code>", page)
+    assert found, page
+    return html.unescape("\n".join(line for line in server.error_log().splitlines()
+                                    if f"[{found.group(1)}]" in line))

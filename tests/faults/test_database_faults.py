@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import threading
 from typing import Any
 
@@ -30,6 +29,7 @@ from .conftest import (
     Clients,
     active_queries,
     assert_no_secret,
+    logged_for,
     poll,
     report,
 )
@@ -54,7 +54,7 @@ def test_database_down_when_httpd_starts(driver: str, httpd: Any, database_resto
     down = [server.get("/x?do=pid") for _ in range(5)]
     assert {r.status for r in down} == {503}, [(r.status, r.text[:200]) for r in down]
     # The page says 503 and a reference; the reason is in the error log under it.
-    text = _logged_for(server, down[0].text)
+    text = logged_for(server, down[0].text)
     assert "Database 'f' is unavailable" in text and "Connection refused" in text, text
     assert "Traceback" not in down[0].text and "Connection refused" not in down[0].text
     status_page = server.get("/status?format=json")
@@ -162,7 +162,7 @@ def test_backend_killed_in_the_middle_of_a_request(driver: str, httpd: Any,
     finally:
         runner.join(30)
     assert answers[0].status == 503, answers[0].text
-    text = _logged_for(server, answers[0].text)
+    text = logged_for(server, answers[0].text)
     assert "Database 'f' is unavailable: the connection was lost" in text
     assert "Traceback" not in answers[0].text
     assert ask(server, "do=pid")["backend"] != victim  # the next request succeeds
@@ -205,7 +205,7 @@ def test_many_extras_time_out_and_every_thread_comes_back(
     refused = [text for status, text in results if status == 503]
     # Each page has its reference; the pool's advice is in the log under it, not in the page.
     for page in refused:
-        logged = _logged_for(server, page)
+        logged = logged_for(server, page)
         assert "PoolTimeout" in logged and "database 'f'" in logged, logged
         assert "pool_max" not in page
     stats = ask(server, "do=stats")
@@ -307,10 +307,3 @@ def test_session_state_with_each_reset(driver: str, httpd: Any, postgres: Postgr
                          "listening": 1, "statement_timeout": "4321ms"}
     report(record_property, reset=reset, **state)
 
-
-def _logged_for(server: Any, page: str) -> str:
-    """Return the error log lines of the reference an error page shows."""
-    found = re.search(r"Reference: <code>([0-9a-f]+)</code>", page)
-    assert found, page
-    return html.unescape("\n".join(line for line in server.error_log().splitlines()
-                                    if f"[{found.group(1)}]" in line))

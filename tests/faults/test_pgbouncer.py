@@ -19,7 +19,6 @@ PgBouncer's behaviour, not modpy_safe's.
 """
 from __future__ import annotations
 
-import html
 import json
 import threading
 import time
@@ -32,7 +31,7 @@ from fix_notes import copy_handlers, expect, load_serve
 
 from modpy_safe.testing import Httpd, PgBouncer, PostgresServer, make_tempdir
 
-from .conftest import Clients, assert_no_secret, report
+from .conftest import Clients, assert_no_secret, logged_for, report
 from .db_app import ask, committed_rows, serve
 
 pytestmark = pytest.mark.httpd
@@ -173,7 +172,7 @@ def test_connection_behaviour_through_pgbouncer(driver: str, httpd: Any, postgre
         answer = server.get("/x?do=pid")
         statuses.append(answer.status)
         if answer.status != 200:
-            lost.append(html.unescape(answer.text))
+            lost.append(logged_for(server, answer.text))  # the reason is in the log
         if statuses[-4:] == [200] * 4:
             break
     assert statuses[-4:] == [200] * 4, statuses
