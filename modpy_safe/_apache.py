@@ -22,6 +22,8 @@ __all__ = [
     "require",
     "ServerFacts",
     "server_facts",
+    "ServerConfig",
+    "server_config",
     "install_logging",
     "on_child_exit",
     "debug_enabled",
@@ -155,6 +157,34 @@ def server_facts() -> ServerFacts:
     return _facts
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """What the main server's configuration says, for the status page and the logs."""
+
+    server_root: str
+    pidfile: str | None  # the PidFile directive as written (relative to server_root)
+    options: dict[str, str]  # PythonOption at server level, outside every section
+    loglevel: int  # the main server's LogLevel as an APLOG_* number
+    interpreter: str  # the name of this Python interpreter
+
+
+def server_config() -> ServerConfig:
+    """Return the main server's configuration facts (mod_python's config_tree, server_root)."""
+    ap = require("modpy_safe.server_config()")
+    pidfile = None
+    for item in ap.config_tree():
+        if isinstance(item, tuple) and len(item) == 2 and str(item[0]).lower() == "pidfile":
+            pidfile = str(item[1]).strip().strip('"')
+    server = ap.main_server
+    return ServerConfig(
+        server_root=str(ap.server_root()),
+        pidfile=pidfile,
+        options={str(k): str(v) for k, v in dict(server.get_options()).items()},
+        loglevel=int(server.loglevel),
+        interpreter=str(getattr(ap, "interpreter", "") or ""),
+    )
+
+
 class ApacheLogHandler(logging.Handler):
     """Send log records to Apache's error log at the matching level."""
 
@@ -188,7 +218,12 @@ _logging_lock = threading.Lock()
 
 
 def install_logging() -> None:
-    """Route the ``modpy_safe`` loggers to Apache's error log (once per interpreter)."""
+    """Route logging to Apache's error log (once per interpreter).
+
+    The ``modpy_safe`` loggers keep their own handler; every other logger (the
+    application's) reaches the root logger's handler from
+    :mod:`modpy_safe.ops.logs`, at the level the main server's ``LogLevel`` shows.
+    """
     global _logging_installed
     if _logging_installed or _ap is None:
         return
@@ -207,6 +242,9 @@ def _install_handler() -> None:
         # are visible with 'LogLevel info' and above and cost nothing otherwise.
         root.setLevel(logging.INFO)
         root.propagate = False
+        from .ops import logs  # late: ops imports the request context, which needs _options
+
+        logs.install(_ap, int(getattr(_ap.main_server, "loglevel", 4)))
         _logging_installed = True
 
 

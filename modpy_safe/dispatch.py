@@ -32,6 +32,7 @@ from .reload import importer as _importer
 from .reload import mpimport as _mpimport  # noqa: F401 - routes apache.import_module
 from .web import filters as _filters
 from .web import phases as _phases
+from .ops.counters import count_request
 from .web import plan as _plan
 from .web import response as _response
 from .web import routing as _routing
@@ -49,6 +50,7 @@ def handler(req: Request) -> int:
         # 'PythonAuthenHandler modpy_safe.dispatch::handler': the content target,
         # under that phase's rules (it fails closed).
         return _serve(req, _phases.BY_DIRECTIVE[phase], _phases.CONTENT)
+    count_request()  # the content phase: once per request
     debug, autoreload = _apache.request_flags(req)
     options = options_for(req.get_options())
     with RequestScope(req, options, debug=debug) as scope:

@@ -19,6 +19,7 @@ from . import _apache
 from ._apache import Request
 from ._context import RequestScope
 from ._options import options_for
+from .ops.counters import count_request
 from .web import plan as _plan
 from .web import response as _response
 
@@ -27,6 +28,7 @@ __all__ = ["handler"]
 
 def handler(req: Request) -> int:
     """Serve one request (the entry point mod_python calls)."""
+    count_request()
     if not _apache._logging_installed:
         _apache.install_logging()
     debug, autoreload = _apache.request_flags(req)

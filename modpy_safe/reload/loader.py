@@ -25,6 +25,7 @@ from .._context import Loading, RequestScope, current_scope
 from .._options import RELOAD_INTERVAL, Options
 from .._redact import scrub
 from . import path as _path
+from ..ops.counters import count_reload_failure
 from . import resources as _resources
 from .versions import (
     OWNER_KEY,
@@ -176,6 +177,7 @@ def _load(entry: Entry, dirs: tuple[str, ...], req: Request | None) -> Instance:
         error = _describe(entry.path, exc)
         entry.failure = (error, exc)
         entry.last_error = error
+        count_reload_failure()
         # The version as read, with its dependencies as they are now (the failed
         # code may have reloaded one): not tried again until one of them changes.
         entry.failed_key = (mtime, _check_dependencies(old))

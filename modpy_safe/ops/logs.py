@@ -1,0 +1,137 @@
+"""Application logging into Apache's error log, at Apache's level, tagged with the request.
+
+``logging.getLogger("myapp").warning("disk almost full")`` in a handler file
+reaches the error log as::
+
+    [...] [:warn] [pid 4242:tid 4242] [client 127.0.0.1:50312] myapp: disk almost full [ref 3f9c2a1b7e]
+
+Apache writes the time, the level, the pid and the client; the line adds the
+logger's name and the request's reference: the id its error page shows if it
+fails, so ``grep 3f9c2a1b7e error.log`` finds everything that request logged.
+Inside a request the line goes through the request (``req.log_error``), so a
+``LogLevel`` set in its ``<Directory>`` or ``<Location>`` applies; outside one
+(module import, a background thread) it goes through the main server.
+
+The root logger's level follows the main server's ``LogLevel`` (``info`` lets
+``logger.info()`` through, ``debug`` and ``trace*`` let ``debug()`` through),
+unless the application set a lower level itself; Apache then filters each line
+by the level that applies where it was logged.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from .._context import _local
+
+__all__ = ["ApplicationLogHandler", "install", "reference", "python_level", "apache_level"]
+
+# APLOG_* numbers (httpd's http_log.h): EMERG 0 ... ERR 3, WARNING 4, NOTICE 5, INFO 6, DEBUG 7.
+_APLOG_CRIT, _APLOG_ERR, _APLOG_WARNING, _APLOG_INFO, _APLOG_DEBUG = 2, 3, 4, 6, 7
+_REFERENCE = "modpy_safe.reference"
+
+
+def apache_level(levelno: int) -> int:
+    """Return the APLOG_* level for a :mod:`logging` level number."""
+    if levelno >= logging.CRITICAL:
+        return _APLOG_CRIT
+    if levelno >= logging.ERROR:
+        return _APLOG_ERR
+    if levelno >= logging.WARNING:
+        return _APLOG_WARNING
+    if levelno >= logging.INFO:
+        return _APLOG_INFO
+    return _APLOG_DEBUG
+
+
+def python_level(aplog: int) -> int:
+    """Return the lowest :mod:`logging` level that Apache's ``LogLevel`` ``aplog`` shows."""
+    if aplog >= _APLOG_DEBUG:
+        return logging.DEBUG
+    if aplog >= _APLOG_INFO:
+        return logging.INFO
+    if aplog >= _APLOG_WARNING:  # notice too: Python has no level between INFO and WARNING
+        return logging.WARNING
+    if aplog >= _APLOG_ERR:
+        return logging.ERROR
+    return logging.CRITICAL
+
+
+def reference(new: Any = None) -> str | None:
+    """Return the reference of the request this thread serves (made on first use), else None.
+
+    It is mod_unique_id's ``UNIQUE_ID`` when that module is loaded, so the
+    error log and an access log with ``%{UNIQUE_ID}e`` share it; otherwise a
+    short random id from ``new()``. The error page of a failed request shows
+    the same id.
+    """
+    scope = _local.scope
+    if scope is None:
+        return None
+    found = scope.data.get(_REFERENCE)
+    if found is None:
+        try:
+            found = scope.req.subprocess_env.get("UNIQUE_ID")
+        except Exception:  # a test's stand-in request, or no table yet
+            found = None
+        if not found:
+            if new is None:
+                import secrets
+
+                found = secrets.token_hex(5)
+            else:
+                found = new()
+        scope.data[_REFERENCE] = found
+    return str(found)
+
+
+class ApplicationLogHandler(logging.Handler):
+    """Send records of the application's loggers to Apache's error log."""
+
+    def __init__(self, apache: Any) -> None:
+        super().__init__()
+        self._ap = apache
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            ref = reference()
+            level = apache_level(record.levelno)
+            scope = _local.scope
+            req = scope.req if scope is not None else None
+            lines = text.splitlines() or [""]
+            suffix = f" [ref {ref}]" if ref else ""
+            for line in lines:
+                # One call per line: the error log is line oriented, and every line of
+                # a traceback keeps the reference for grep.
+                if req is not None:
+                    req.log_error(line + suffix, level)
+                else:
+                    self._ap.log_error(line + suffix, level, self._ap.main_server)
+        except Exception:  # never let logging break a request
+            self.handleError(record)
+
+
+_installed = False
+_lock = threading.Lock()
+
+
+def install(apache: Any, loglevel: int) -> None:
+    """Route the root logger to Apache's error log (once per interpreter).
+
+    ``loglevel`` is the main server's ``LogLevel`` (APLOG_* number).
+    """
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        root = logging.getLogger()
+        if not any(isinstance(h, ApplicationLogHandler) for h in root.handlers):
+            root.addHandler(ApplicationLogHandler(apache))
+        wanted = python_level(loglevel)
+        # The default root level is WARNING; a level the application chose stays.
+        if root.level == logging.WARNING:
+            root.setLevel(wanted)
+        _installed = True
