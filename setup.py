@@ -29,7 +29,10 @@ setup(
         "bench": ["DBUtils>=3", "psycopg[binary]>=3.1", "psycopg-pool>=3.1"],
         "lint": ["mypy>=1.5", "ruff>=0.4"],
     },
-    entry_points={"pytest11": ["modpy_safe = modpy_safe.testing"]},
+    entry_points={
+        "pytest11": ["modpy_safe = modpy_safe.testing"],
+        "console_scripts": ["modpy-safe = modpy_safe.ops.check:main"],
+    },
     classifiers=[
         "Framework :: Pytest",
         "Programming Language :: Python :: 3",

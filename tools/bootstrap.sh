@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose="${1:-test}"
 
-packages=(apache2 libapache2-mod-python postgresql python3-psycopg2 python3-psycopg python3-venv)
+packages=(apache2 libapache2-mod-python postgresql python3-psycopg2 python3-psycopg python3-prometheus-client python3-venv)
 extras="test"
 case "$purpose" in
   run) extras="test" ;;

@@ -142,6 +142,7 @@ def _start_locked() -> Publisher | None:
     global _publisher, _problem
     if _publisher is not None or _problem is not None:
         return _publisher
+    _apache.install_logging()  # the first request may start this before its handler logs
     config = _apache.server_config()
     directory, why = state.choose_directory(config.options.get(OPTION), config.server_root,
                                             config.pidfile)
