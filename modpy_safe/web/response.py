@@ -34,6 +34,7 @@ from .. import _apache
 from .._apache import Request
 from .._errors import DatabaseError, HTTPError
 from .._redact import scrub
+from ..ops.logs import reference as request_reference
 from .handler import Handler, run
 
 __all__ = ["call", "render", "handle_error", "refuse", "describe", "Failure", "send_error", "page",
@@ -308,7 +309,7 @@ def describe(req: Request, exc: BaseException, *, debug: bool, where: str = "") 
     """
     if isinstance(exc, HTTPError):
         return Failure(exc.status, exc.message, exc.headers)
-    reference = new_reference()
+    reference = request_reference(new_reference) or new_reference()  # what its log lines carry
     dsns = known_dsns()
     trace = scrub("".join(traceback.format_exception(exc)), *dsns)
     where = where or f"{req.method} {req.unparsed_uri}"
