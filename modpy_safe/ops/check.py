@@ -125,7 +125,8 @@ def check_option(d: config.Directive, python_path: list[str]) -> list[str]:
     raw = d.args[1]
     cast = cast_for(name)
     if cast is None:
-        generic = ".".join(["db", "<name>", *name.split(".")[2:]]) if name.startswith("db.") else name
+        generic = (".".join(["db", "<name>", *name.split(".")[2:]]) if name.startswith("db.")
+                   else name)
         close = difflib.get_close_matches(generic, _known(), n=1, cutoff=0.8)
         hint = (f"did you mean {PREFIX}{close[0]}?" if close
                 else "known: " + ", ".join(_known()))
@@ -161,8 +162,8 @@ def check_config(path: str, *, server_root: str | None = None) -> list[config.Pr
             problems += [config.Problem(d.file, d.line, m) for m in check_option(d, python_path)]
     # In the order httpd reads them: files as first met, then lines.
     order: dict[str, int] = {}
-    for item in [*directives, *problems]:
-        order.setdefault(item.file, len(order))
+    for file in [*(d.file for d in directives), *(p.file for p in problems)]:
+        order.setdefault(file, len(order))
     return sorted(problems, key=lambda p: (order[p.file], p.line))
 
 

@@ -3,7 +3,10 @@
 ``logging.getLogger("myapp").warning("disk almost full")`` in a handler file
 reaches the error log as::
 
-    [...] [:warn] [pid 4242:tid 4242] [client 127.0.0.1:50312] myapp: disk almost full [ref 3f9c2a1b7e]
+    [...] [:warn] [pid 4242:tid 4242] [client 127.0.0.1:50312] myapp: disk almost full \
+        [ref 3f9c2a1b7e]
+
+(one line in the log).
 
 Apache writes the time, the level, the pid and the client; the line adds the
 logger's name and the request's reference: the id its error page shows if it

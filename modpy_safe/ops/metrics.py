@@ -26,7 +26,6 @@ import glob
 import importlib
 import inspect
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 

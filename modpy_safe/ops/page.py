@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from typing import Any
 
 __all__ = ["to_html", "label"]
@@ -19,9 +20,8 @@ color:#222}
 h1{font-size:1.5em;margin:.2em 0 .6em}h2{font-size:1.2em;margin:1.6em 0 .4em;
 border-bottom:2px solid #ddd}h3{font-size:1em;margin:1em 0 .3em}
 table{border-collapse:collapse;width:100%;table-layout:fixed;margin:.3em 0 1em}
-td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}
-th{background:#f4f4f4;font-weight:600}
+td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
+td{overflow-wrap:anywhere}th{background:#f4f4f4;font-weight:600;font-size:13px}
 pre{margin:0;white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px}
 .facts{display:flex;flex-wrap:wrap;gap:.5em 1.5em;margin:.3em 0 .8em;padding:0;list-style:none}
 .facts b{font-weight:600}
@@ -52,6 +52,13 @@ def label(key: str) -> str:
     return key.replace("_", " ").capitalize()
 
 
+_ISO = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\+00:00$")
+# Settings in the order people think of them; others follow in their own order.
+_SETTINGS_ORDER = ("dsn", "driver", "mode", "pool_min", "pool_max", "timeout", "max_lifetime",
+                   "max_idle", "ping_after", "reset")
+_POOL_FIRST = ("size", "in_use", "idle", "requests", "waits", "timeouts", "connect_failures")
+
+
 def _text(value: Any) -> str:
     if value is True:
         return "yes"
@@ -65,6 +72,8 @@ def _text(value: Any) -> str:
         return "; ".join(f"{label(str(k))}: {_text(v)}" for k, v in value.items())
     if isinstance(value, list):
         return ", ".join(_text(v) for v in value)
+    if isinstance(value, str) and (when := _ISO.match(value)):
+        return f"{when.group(1)} {when.group(2)} UTC"
     return str(value)
 
 
@@ -115,7 +124,7 @@ def _modules(mods: Any) -> str:
              _error(m["last_error"])] for m in mods]
     return _table(["File", "Generation", "Reloads", "Loaded at", "Imported files",
                    "Requests running", "Resources closed", "State", "Last error"],
-                  rows, [17, 7, 6, 10, 11, 7, 8, 7, 27])
+                  rows, [17, 8, 6, 10, 10, 8, 8, 6, 27])
 
 
 def _databases(dbs: Any) -> str:
@@ -126,18 +135,18 @@ def _databases(dbs: Any) -> str:
     rows = []
     for db in dbs:
         stats = db.get("stats") or {}
-        pool = _facts([(label(k), stats[k]) for k in ("size", "in_use", "idle", "requests",
-                                                       "waits", "timeouts", "connect_failures")
-                       if k in stats])
+        pool = _facts([(label(k), stats[k]) for k in _POOL_FIRST if k in stats])
+        # The other counters only when they say something.
         rest = "; ".join(f"{label(k)}: {_text(v)}" for k, v in stats.items()
-                         if k not in ("size", "in_use", "idle", "requests", "waits",
-                                      "timeouts", "connect_failures"))
+                         if k not in _POOL_FIRST and v)
+        given = db.get("settings") or {}
+        settings = {k: given[k] for k in _SETTINGS_ORDER if k in given}
+        settings.update((k, v) for k, v in given.items() if k not in settings)
         state = (f"<span class='bad'>down: {_esc(db['down'])}</span>" if db.get("down")
                  else ("closed" if db.get("closed") else "up"))
         rows.append([f"<b>{_esc(db['name'])}</b>", _esc(db.get("mode")), state,
-                     _esc(db.get("settings")), pool + f"<span class='dir'>{html.escape(rest)}"
-                                                      f"</span>"])
-    return _table(["Name", "Mode", "State", "Settings", "Pool"], rows, [10, 9, 13, 33, 35])
+                     _esc(settings), pool + f"<span class='dir'>{html.escape(rest)}</span>"])
+    return _table(["Name", "Mode", "State", "Settings", "Pool"], rows, [12, 9, 14, 31, 34])
 
 
 def _process(doc: dict[str, Any]) -> str:

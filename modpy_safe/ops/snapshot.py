@@ -34,7 +34,10 @@ def iso(epoch: float) -> str | None:
 
 
 def section(build: Callable[[], Any]) -> Any:
-    """Return ``build()``, or a note saying why it failed (one broken part must not hide the rest)."""
+    """Return ``build()``, or a note saying why it failed.
+
+    One broken part must not hide the rest of the report.
+    """
     try:
         return build()
     except Exception as exc:

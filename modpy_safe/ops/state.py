@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "Identity", "alive", "start_time", "identity", "is_current", "choose_directory", "ensure_directory",
+    "Identity", "alive", "start_time", "identity", "is_current", "choose_directory",
+    "ensure_directory",
     "state_path", "write_state", "remove_state", "read_states", "metrics_directory",
     "prune_metrics_directories", "DirectoryError",
 ]
@@ -95,7 +96,7 @@ def alive(pid: int, started: int) -> bool:
 
 
 def is_current(doc: dict[str, Any], server: Identity) -> bool | None:
-    """Return True for a live child of ``server``, False for a stale file, None for another server's.
+    """Return True for a live child of ``server``, False if stale, None for another server's.
 
     Stale: its process is gone, or its pid now belongs to a process started
     at another time (pid reuse). A live process under another parent is left

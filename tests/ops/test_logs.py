@@ -1,4 +1,4 @@
-"""Application logging reaches Apache's error log, tagged and filtered by Apache, through real httpd.
+"""Application logging reaches Apache's error log, tagged and filtered, through real httpd.
 
 A handler file logs with the standard ``logging`` module at every level, at
 import and during requests; one directory has ``LogLevel warn``. The error log
