@@ -51,7 +51,7 @@ def client_allowed(address: str, networks: tuple[Network, ...]) -> bool:
 
 def handler(req: Request) -> int:
     """Serve the status page (the entry point mod_python calls)."""
-    counters.count_request()
+    # Not counted as a request: a scrape every few seconds is not the site's traffic.
     _apache.install_logging()
     debug = _apache.debug_enabled(req)
     try:

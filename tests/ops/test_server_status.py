@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from modpy_safe.testing import MPMS, Httpd, PostgresServer, make_tempdir, running
+from modpy_safe.testing import MPMS, Httpd, PostgresServer, Response, make_tempdir, running
 
 pytestmark = pytest.mark.httpd
 
@@ -80,27 +80,38 @@ def server(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator
         yield srv
 
 
-def barrier(server: Httpd, name: str, tries: int = 20) -> tuple[set[str], set[int]]:
+# Requests sent to the handlers of each server (the status page's own are not counted).
+SENT: dict[int, int] = {}
+
+
+def app(server: Httpd, path: str) -> Response:
+    """Request a handler of ``server`` and count the request."""
+    SENT[id(server)] = SENT.get(id(server), 0) + 1
+    return server.get(path)
+
+
+def barrier(server: Httpd, name: str, tries: int = 20) -> tuple[set[str], set[int], int]:
     """Hold requests open together until every child has served one of the round.
 
-    Return the versions of the helper they saw and the pids of the children. A
-    threaded child may queue a connection behind its busy threads, so a
-    request that waited in vain is sent again (bounded).
+    Return the versions of the helper they saw, the pids of the children and
+    how many requests were sent. A threaded child may queue a connection
+    behind its busy threads, so a request that waited in vain is sent again
+    (bounded).
     """
-    def one(_: int) -> tuple[str, str]:
-        for _ in range(tries):
-            r = server.get(f"/barrier.py?{name}")
+    def one(_: int) -> tuple[str, str, int]:
+        for sent in range(1, tries + 1):
+            r = app(server, f"/barrier.py?{name}")
             assert r.status == 200, r.text
             version, joined = r.text.split()
             if joined != "waiting":
-                return version, joined
+                return version, joined, sent
         raise AssertionError(f"round {name}: the children never all joined after {tries} tries")
 
     with concurrent.futures.ThreadPoolExecutor(CHILDREN * THREADS) as pool:
         answers = list(pool.map(one, range(CHILDREN * THREADS)))
-    pids = {int(pid) for _, joined in answers for pid in joined.split(",")}
+    pids = {int(pid) for _, joined, _ in answers for pid in joined.split(",")}
     assert len(pids) == CHILDREN, answers
-    return {version for version, _ in answers}, pids
+    return {version for version, _, _ in answers}, pids, sum(sent for _, _, sent in answers)
 
 
 def names(process: dict) -> set[str]:
@@ -109,9 +120,9 @@ def names(process: dict) -> set[str]:
 
 def test_one_json_answer_lists_every_child_with_the_files_it_loaded(
         server: Httpd, postgres: PostgresServer) -> None:
-    _, pids = barrier(server, "first")
+    _, pids, _ = barrier(server, "first")
     assert pids == set(server.child_pids())
-    one = int(server.get("/only_one.py").text.split()[1])
+    one = int(app(server, "/only_one.py").text.split()[1])
 
     def complete(r: object) -> bool:
         processes = json.loads(r.body)["processes"]  # type: ignore[attr-defined]
@@ -169,7 +180,7 @@ def test_prometheus_text_parses_and_counts_reloads_across_children(server: Httpd
 
     # A file that fails to load is counted by the child that tried.
     server.write("fails.py", "def handler(req)\n    return 1\n")
-    assert server.get("/fails.py").status == 500
+    assert app(server, "/fails.py").status == 500
     failed = server.wait_for("/status?format=prometheus",
                              lambda r: "modpy_safe_reload_failures_total" in r.text and
                              _families(server)["modpy_safe_reload_failures_total"]
@@ -178,12 +189,15 @@ def test_prometheus_text_parses_and_counts_reloads_across_children(server: Httpd
 
     # An edit: every child reloads the imported file and the file that imports it.
     server.write("helper.py", HELPER.format(version="v2"))
-    assert barrier(server, "after-edit")[0] == {"v2"}
+    versions, _, _ = barrier(server, "after-edit")
+    assert versions == {"v2"}
     server.wait_for("/status?format=prometheus",
                     lambda r: _families(server)["modpy_safe_reloads_total"]
                     >= before["modpy_safe_reloads_total"] + 2 * CHILDREN)
+    # Every request the handlers served, in all children; the status page's own are not.
+    server.wait_for("/status?format=prometheus",
+                    lambda r: _families(server)["modpy_safe_requests_total"] == SENT[id(server)])
     after = _families(server)
-    assert after["modpy_safe_requests_total"] > before["modpy_safe_requests_total"]
     assert after["modpy_safe_pool_checkouts_total[('database', 'main')]"] > (
         before["modpy_safe_pool_checkouts_total[('database', 'main')]"])
 
@@ -197,9 +211,8 @@ def test_no_log_line_per_status_request(server: Httpd) -> None:
 
 def test_graceful_restart_replaces_the_children_on_the_page(server: Httpd) -> None:
     old = set(server.child_pids())
-    before = _families(server)["modpy_safe_requests_total"]
     server.graceful()
-    _, new = barrier(server, "after-graceful")
+    _, new, _ = barrier(server, "after-graceful")
     assert not new & old
     # Read before any status request, which would prune what dead children left:
     # the old children removed their own files when they exited.
@@ -207,7 +220,8 @@ def test_graceful_restart_replaces_the_children_on_the_page(server: Httpd) -> No
     server.wait_for("/status?format=json",
                     lambda r: {p["pid"] for p in json.loads(r.body)["processes"]} == new)
     # Counters are the server's: the old children's counts stay in the sum.
-    assert _families(server)["modpy_safe_requests_total"] > before
+    server.wait_for("/status?format=prometheus",
+                    lambda r: _families(server)["modpy_safe_requests_total"] == SENT[id(server)])
 
 
 def _published(server: Httpd) -> set[int]:
