@@ -115,11 +115,19 @@ class Publisher:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop publishing, remove the state file and forget this process's gauges."""
+        """Stop publishing, remove the state file and forget this process's gauges.
+
+        The counters are written one last time first: what this child counted
+        since its last tick stays in the server's sum.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(INTERVAL * 2)
         with self._lock:
+            try:
+                self._push(self.document())
+            except Exception:
+                log.exception("could not write the last counts of process %d", self.me.pid)
             state.remove_state(self.path)
             metrics.forget(self.metrics_dir, self.ident)
             self.writer.close()

@@ -170,6 +170,21 @@ def _families(server: Httpd) -> dict[str, float]:
             for family in text_string_to_metric_families(r.text) for s in family.samples}
 
 
+def wait_for_total(server: Httpd, name: str, expected: float) -> None:
+    """Poll the metrics until ``name`` reaches ``expected`` (bounded), naming both if not."""
+    seen: list[float] = []
+
+    def reached(r: Response) -> bool:
+        seen.append(_families(server)[name])
+        return seen[-1] == expected
+
+    try:
+        server.wait_for("/status?format=prometheus", reached, tries=60)
+    except AssertionError:
+        raise AssertionError(f"{name} never became {expected}; last values {seen[-5:]}"
+                             ) from None
+
+
 def test_prometheus_text_parses_and_counts_reloads_across_children(server: Httpd) -> None:
     barrier(server, "before-edit")
     before = _families(server)
@@ -195,8 +210,7 @@ def test_prometheus_text_parses_and_counts_reloads_across_children(server: Httpd
                     lambda r: _families(server)["modpy_safe_reloads_total"]
                     >= before["modpy_safe_reloads_total"] + 2 * CHILDREN)
     # Every request the handlers served, in all children; the status page's own are not.
-    server.wait_for("/status?format=prometheus",
-                    lambda r: _families(server)["modpy_safe_requests_total"] == SENT[id(server)])
+    wait_for_total(server, "modpy_safe_requests_total", SENT[id(server)])
     after = _families(server)
     assert after["modpy_safe_pool_checkouts_total[('database', 'main')]"] > (
         before["modpy_safe_pool_checkouts_total[('database', 'main')]"])
@@ -220,8 +234,7 @@ def test_graceful_restart_replaces_the_children_on_the_page(server: Httpd) -> No
     server.wait_for("/status?format=json",
                     lambda r: {p["pid"] for p in json.loads(r.body)["processes"]} == new)
     # Counters are the server's: the old children's counts stay in the sum.
-    server.wait_for("/status?format=prometheus",
-                    lambda r: _families(server)["modpy_safe_requests_total"] == SENT[id(server)])
+    wait_for_total(server, "modpy_safe_requests_total", SENT[id(server)])
 
 
 def _published(server: Httpd) -> set[int]:
