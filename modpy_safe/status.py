@@ -147,3 +147,9 @@ def _summary(docs: list[dict[str, Any]], own: dict[str, Any], problem: str | Non
         "requests": sum(int(d.get("requests") or 0) for d in docs),
         "problems": problems,
     }
+
+
+# 'PythonImport modpy_safe.status <interpreter>' imports this when a child starts:
+# publishing from then on puts children that have not served a request yet on the page.
+if _apache.in_httpd():
+    publish.start()

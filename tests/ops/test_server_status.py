@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -72,7 +73,7 @@ def server(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator
                                                     children=CHILDREN),
                        "helper.py": HELPER.format(version="v1"), "only_one.py": ONLY_ONE},
                 options={"modpy_safe.reload.interval": "0"},
-                extra=status_section("/status"))
+                extra="PythonImport modpy_safe.status 127.0.0.1\n" + status_section("/status"))
     rounds = srv.path("rounds")
     rounds.mkdir()
     os.chmod(rounds, 0o777)  # httpd's user writes the barrier files
@@ -81,12 +82,12 @@ def server(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator
 
 
 # Requests sent to the handlers of each server (the status page's own are not counted).
-SENT: dict[int, int] = {}
+SENT: dict[str, int] = {}  # by server root: ids of finished servers are reused
 
 
 def app(server: Httpd, path: str) -> Response:
     """Request a handler of ``server`` and count the request."""
-    SENT[id(server)] = SENT.get(id(server), 0) + 1
+    SENT[str(server.root)] = SENT.get(str(server.root), 0) + 1
     return server.get(path)
 
 
@@ -116,6 +117,22 @@ def barrier(server: Httpd, name: str, tries: int = 20) -> tuple[set[str], set[in
 
 def names(process: dict) -> set[str]:
     return {os.path.basename(m["path"]) for m in process["modules"]}
+
+
+def test_every_child_is_listed_from_its_start(server: Httpd) -> None:
+    # No request at all yet (a status request would make the child that answers
+    # publish): 'PythonImport modpy_safe.status' made each child publish as it started.
+    pids = set(server.child_pids())
+    assert len(pids) == CHILDREN
+    for _ in range(100):
+        if _published(server) == pids:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"published {_published(server)}, children {pids}")
+    processes = json.loads(server.get("/status?format=json").body)["processes"]
+    assert {p["pid"] for p in processes} == pids
+    assert all(p["modules"] == [] for p in processes)
 
 
 def test_one_json_answer_lists_every_child_with_the_files_it_loaded(
@@ -210,7 +227,7 @@ def test_prometheus_text_parses_and_counts_reloads_across_children(server: Httpd
                     lambda r: _families(server)["modpy_safe_reloads_total"]
                     >= before["modpy_safe_reloads_total"] + 2 * CHILDREN)
     # Every request the handlers served, in all children; the status page's own are not.
-    wait_for_total(server, "modpy_safe_requests_total", SENT[id(server)])
+    wait_for_total(server, "modpy_safe_requests_total", SENT[str(server.root)])
     after = _families(server)
     assert after["modpy_safe_pool_checkouts_total[('database', 'main')]"] > (
         before["modpy_safe_pool_checkouts_total[('database', 'main')]"])
@@ -234,9 +251,11 @@ def test_graceful_restart_replaces_the_children_on_the_page(server: Httpd) -> No
     server.wait_for("/status?format=json",
                     lambda r: {p["pid"] for p in json.loads(r.body)["processes"]} == new)
     # Counters are the server's: the old children's counts stay in the sum.
-    wait_for_total(server, "modpy_safe_requests_total", SENT[id(server)])
+    wait_for_total(server, "modpy_safe_requests_total", SENT[str(server.root)])
 
 
 def _published(server: Httpd) -> set[int]:
     children = server.root / "run" / "modpy_safe" / "children"
+    if not children.exists():
+        return set()
     return {int(name.split("-")[0]) for name in os.listdir(children) if name.endswith(".json")}
