@@ -73,10 +73,10 @@ PythonImport modpy_safe.publisher notes
 PythonImport modpy_safe.status notes
 Alias /api/notes "{h}/api.py"
 Alias /health "{h}/health.py"
-<Location "/status">
+<If "%{{REQUEST_URI}} == '/status'">
     SetHandler mod_python
     PythonHandler modpy_safe.status
-</Location>
+</If>
 """
     return directory, {"modpy_safe.db.default.dsn": dsn}, extra
 
