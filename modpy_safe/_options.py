@@ -231,6 +231,9 @@ FORMS_TEMP_DIR = _declare(
 STATUS_ALLOW = _declare(
     "status.allow", as_networks, as_networks("127.0.0.0/8 ::1"), "127.0.0.0/8 ::1",
     "Who may read the status page: IP addresses and networks.")
+STATUS_DIRECTORY = _declare(
+    "status.directory", as_text, "", "next to the `PidFile`",
+    "Where each child publishes its state and metric files (server level only).")
 RELOAD_INTERVAL = _declare(
     "reload.interval", as_seconds(), 1.0, "1",
     "How often, at most, a request checks its files for changes (seconds).")

@@ -18,67 +18,27 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
 from .._errors import ConfigError
-from .._options import PREFIX, Options, as_paths, check
-from ..db import settings as _db_settings
+from .._options import OPTIONS, PREFIX, STATUS_DIRECTORY, Option, Options, as_handler_spec, check
+from .._options import find_option as _find_option
 from ..db.driver import driver_class
-from ..reload.loader import AS_INTERVAL
-from ..web.routing import parse_spec
 from . import config
 
-__all__ = ["check_config", "main", "cast_for", "HANDLER_OPTIONS"]
+__all__ = ["check_config", "check_option", "main"]
 
-#: Options that name a handler file (``file.py[::name]``): the dispatcher's, and one
-#: per mod_python phase (``modpy_safe.authenhandler`` for ``PythonAuthenHandler``...).
-HANDLER_OPTIONS = ("handler", *(f"{phase}handler" for phase in (
-    "postreadrequest", "trans", "headerparser", "init", "access", "authen", "authz", "type",
-    "fixup", "log", "cleanup")), "inputfilter", "outputfilter")
 #: Options that must be set at server level (every child reads the same value).
-SERVER_LEVEL = ("status.directory",)
+SERVER_LEVEL = (STATUS_DIRECTORY.name,)
 
 
-def _as_directory(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("allowed: a directory path that httpd's user may write")
-    return raw
-
-
-def _forms_max_body(raw: str) -> Any:
-    from ..web import forms
-
-    return forms._max_body_cast(raw)
-
-
-def _as_networks(raw: str) -> Any:
-    from ..status import as_networks
-
-    return as_networks(raw)
-
-
-_CASTS: dict[str, Callable[[str], Any]] = {
-    "reload.interval": AS_INTERVAL,
-    "reload.path": as_paths,
-    "status.allow": _as_networks,
-    "status.directory": _as_directory,
-    "forms.max_body": _forms_max_body,
-    **{name: parse_spec for name in HANDLER_OPTIONS},
-}
-
-
-def cast_for(name: str) -> Callable[[str], Any] | None:
-    """Return the cast the server applies to option ``name`` (without ``modpy_safe.``)."""
-    if name in _CASTS:
-        return _CASTS[name]
-    parts = name.split(".")
-    if len(parts) == 3 and parts[0] == "db":
-        return _db_settings.CASTS.get(parts[2])
-    return None
+def _names_a_file(option: Option[Any]) -> bool:
+    # Every option read as 'file.py[::name]' names a handler file.
+    return option.cast is as_handler_spec
 
 
 def _known() -> list[str]:
-    return sorted(_CASTS) + [f"db.<name>.{key}" for key in _db_settings.CASTS]
+    return sorted(OPTIONS)
 
 
 def _python_path(directives: list[config.Directive]) -> list[str]:
@@ -98,7 +58,7 @@ def _python_path(directives: list[config.Directive]) -> list[str]:
 
 def _handler_file(d: config.Directive, value: str, python_path: list[str]) -> str | None:
     """Return a problem when the file named by a handler option cannot be found."""
-    relative, _name = parse_spec(value)
+    relative, _name = as_handler_spec(value)
     if os.path.isabs(relative):
         return None if os.path.isfile(relative) else f"{relative} does not exist"
     directory = d.directory()
@@ -119,33 +79,33 @@ def _handler_file(d: config.Directive, value: str, python_path: list[str]) -> st
 def check_option(d: config.Directive, python_path: list[str]) -> list[str]:
     """Return the problems of one ``PythonOption modpy_safe.*`` directive."""
     key = d.args[0]
-    name = key[len(PREFIX):]
     if len(d.args) < 2:
         return []  # 'PythonOption name' without a value unsets it
     raw = d.args[1]
-    cast = cast_for(name)
-    if cast is None:
-        generic = (".".join(["db", "<name>", *name.split(".")[2:]]) if name.startswith("db.")
-                   else name)
+    found = _find_option(key)
+    if found is None:
+        name = key[len(PREFIX):]
+        parts = name.split(".")
+        generic = ".".join([parts[0], "<name>", *parts[2:]]) if len(parts) > 2 else name
         close = difflib.get_close_matches(generic, _known(), n=1, cutoff=0.8)
         hint = (f"did you mean {PREFIX}{close[0]}?" if close
                 else "known: " + ", ".join(_known()))
         return [f"PythonOption {key} is not an option of modpy_safe; {hint}"]
-    shown = Options._shown(key, raw)
+    option, _param = found
     label = f"PythonOption {key}"
+    shown = Options._shown(key, raw)
     try:
-        if name.startswith("db.") and name.endswith(".dsn"):
-            check(label, raw, driver_class(_db_settings.DEFAULTS["driver"]).validate_dsn,
-                  shown=shown)
-        else:
-            check(label, raw, cast, shown=shown)
+        check(label, raw, option.cast, shown=shown)
+        if option.name == "db.<name>.dsn":
+            # What the server does with a DSN from an option: the driver parses it.
+            check(label, raw, driver_class("psycopg2").validate_dsn, shown=shown)
     except ConfigError as exc:
         return [str(exc)]
     problems = []
-    if name in SERVER_LEVEL and d.sections:
+    if option.name in SERVER_LEVEL and d.sections:
         problems.append(f"PythonOption {key} is read at server level only: move it out of "
                         f"<{d.sections[-1].name}>")
-    if name in HANDLER_OPTIONS:
+    if _names_a_file(option):
         missing = _handler_file(d, raw, python_path)
         if missing:
             problems.append(f"PythonOption {key} names a handler file that does not exist: "

@@ -74,8 +74,9 @@ def reference(new: Any = None) -> str | None:
         return None
     found = scope.data.get(_REFERENCE)
     if found is None:
+        req: Any = scope.req  # mod_python's request: more than the Request protocol names
         try:
-            found = scope.req.subprocess_env.get("UNIQUE_ID")
+            found = req.subprocess_env.get("UNIQUE_ID")
         except Exception:  # a test's stand-in request, or no table yet
             found = None
         if not found:
@@ -103,7 +104,7 @@ class ApplicationLogHandler(logging.Handler):
             ref = reference()
             level = apache_level(record.levelno)
             scope = _local.scope
-            req = scope.req if scope is not None else None
+            req: Any = scope.req if scope is not None else None
             lines = text.splitlines() or [""]
             suffix = f" [ref {ref}]" if ref else ""
             for line in lines:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _apache
+from .._options import STATUS_DIRECTORY, Options
 from . import metrics, snapshot, state
 
 __all__ = ["Publisher", "start", "current", "INTERVAL", "OPTION"]
@@ -22,7 +23,7 @@ __all__ = ["Publisher", "start", "current", "INTERVAL", "OPTION"]
 log = logging.getLogger("modpy_safe.status")
 
 INTERVAL = 1.0  # seconds between two writes of one child's state, at most one per interval
-OPTION = "modpy_safe.status.directory"
+OPTION = STATUS_DIRECTORY.full_name
 
 
 class Publisher:
@@ -152,7 +153,13 @@ def _start_locked() -> Publisher | None:
         return _publisher
     _apache.install_logging()  # the first request may start this before its handler logs
     config = _apache.server_config()
-    directory, why = state.choose_directory(config.options.get(OPTION), config.server_root,
+    try:
+        chosen = Options(config.options, source="PythonOption").value(STATUS_DIRECTORY)
+    except Exception as exc:
+        _problem = str(exc)
+        log.error("status page: %s; the page shows only the process that answers.", exc)
+        return None
+    directory, why = state.choose_directory(chosen or None, config.server_root,
                                             config.pidfile)
     try:
         state.ensure_directory(directory)

@@ -12,7 +12,8 @@ import datetime
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import _apache
 from .._redact import scrub
