@@ -28,11 +28,11 @@ from ._apache import Request
 from ._context import RequestScope
 from ._errors import ConfigError, HTTPError
 from ._options import options_for
+from .ops.counters import count_request
 from .reload import importer as _importer
 from .reload import mpimport as _mpimport  # noqa: F401 - routes apache.import_module
 from .web import filters as _filters
 from .web import phases as _phases
-from .ops.counters import count_request
 from .web import plan as _plan
 from .web import response as _response
 from .web import routing as _routing

@@ -24,8 +24,8 @@ from .._apache import Request
 from .._context import Loading, RequestScope, current_scope
 from .._options import RELOAD_INTERVAL, Options
 from .._redact import scrub
-from . import path as _path
 from ..ops.counters import count_reload_failure
+from . import path as _path
 from . import resources as _resources
 from .versions import (
     OWNER_KEY,
