@@ -107,21 +107,43 @@ def process_document(interpreter: str | None) -> dict[str, Any]:
         "requests": counters.requests(),
         "reload_failures": counters.reload_failures(),
     }
-    clean: dict[str, Any] = scrubbed(doc, _response.known_dsns())
+    global _memo
+    dsns = tuple(_response.known_dsns())
+    key, memo = _memo
+    if key != dsns or len(memo) > _MEMO_LIMIT:
+        # A new dict, not a cleared one: a thread still scrubbing with the old DSNs
+        # fills the old dict, never one that a new DSN's password must be kept out of.
+        memo = {}
+        _memo = (dsns, memo)
+    clean: dict[str, Any] = scrubbed(doc, list(dsns), memo)
     return clean
 
 
-def scrubbed(value: Any, dsns: list[str]) -> Any:
-    """Return ``value`` with every string scrubbed and anything else made JSON-ready."""
+# The same strings (paths, settings, errors) come back every second: scrub each once
+# for one set of DSNs (the publisher thread and the status page share it).
+_memo: tuple[tuple[str, ...], dict[str, str]] = ((), {})
+_MEMO_LIMIT = 4096
+
+
+def scrubbed(value: Any, dsns: list[str], memo: dict[str, str] | None = None) -> Any:
+    """Return ``value`` with every string scrubbed and anything else made JSON-ready.
+
+    ``memo`` keeps strings already scrubbed with these ``dsns``.
+    """
     if isinstance(value, str):
-        return scrub(value, *dsns)
+        if memo is None:
+            return scrub(value, *dsns)
+        found = memo.get(value)
+        if found is None:
+            found = memo[value] = scrub(value, *dsns)
+        return found
     if isinstance(value, dict):
-        return {str(k): scrubbed(v, dsns) for k, v in value.items()}
+        return {str(k): scrubbed(v, dsns, memo) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [scrubbed(v, dsns) for v in value]
+        return [scrubbed(v, dsns, memo) for v in value]
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    return scrub(str(value), *dsns)
+    return scrubbed(str(value), dsns, memo)
 
 
 def _pool_max(db: dict[str, Any]) -> int:
