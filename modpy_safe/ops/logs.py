@@ -17,8 +17,9 @@ Inside a request the line goes through the request (``req.log_error``), so a
 
 The root logger's level follows the main server's ``LogLevel`` (``info`` lets
 ``logger.info()`` through, ``debug`` and ``trace*`` let ``debug()`` through),
-unless the application set a lower level itself; Apache then filters each line
-by the level that applies where it was logged.
+unless the application set one itself; Apache then filters each line by the
+level that applies where it was logged. An application that configures
+logging itself (``basicConfig``, its own handlers) keeps that configuration.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from typing import Any
 from .._context import _local
 
 __all__ = ["ApplicationLogHandler", "install", "reference", "python_level", "apache_level"]
+
+# logging's own last resort, for uninstall() (tests).
+_STDERR_LAST_RESORT = logging.lastResort
 
 # APLOG_* numbers (httpd's http_log.h): EMERG 0 ... ERR 3, WARNING 4, NOTICE 5, INFO 6, DEBUG 7.
 _APLOG_CRIT, _APLOG_ERR, _APLOG_WARNING, _APLOG_INFO, _APLOG_DEBUG = 2, 3, 4, 6, 7
@@ -123,19 +127,32 @@ _lock = threading.Lock()
 
 
 def install(apache: Any, loglevel: int) -> None:
-    """Route the root logger to Apache's error log (once per interpreter).
+    """Send what the application logs to Apache's error log (once per interpreter).
 
-    ``loglevel`` is the main server's ``LogLevel`` (APLOG_* number).
+    The handler is :mod:`logging`'s last resort, the one used when no logger on
+    the way has a handler: an application that configures logging itself
+    (``logging.basicConfig(filename=...)``, its own handlers) keeps its
+    configuration, and one that does not gets the error log instead of the
+    bare stderr lines it got before. ``loglevel`` is the main server's
+    ``LogLevel`` (APLOG_* number).
     """
     global _installed
     with _lock:
         if _installed:
             return
+        if not isinstance(logging.lastResort, ApplicationLogHandler):
+            logging.lastResort = ApplicationLogHandler(apache)
         root = logging.getLogger()
-        if not any(isinstance(h, ApplicationLogHandler) for h in root.handlers):
-            root.addHandler(ApplicationLogHandler(apache))
         wanted = python_level(loglevel)
         # The default root level is WARNING; a level the application chose stays.
         if root.level == logging.WARNING:
             root.setLevel(wanted)
         _installed = True
+
+
+def uninstall() -> None:
+    """Undo :func:`install` (plain-Python tests)."""
+    global _installed
+    with _lock:
+        logging.lastResort = _STDERR_LAST_RESORT
+        _installed = False

@@ -7,6 +7,7 @@ and the request's reference, the one its error page shows when it fails.
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 
@@ -35,14 +36,31 @@ def handler(req):
     return str(os.getpid())
 '''
 
+# An application that configures logging itself, in an interpreter of its own.
+OWN = '''\
+import logging, os
+
+logging.basicConfig(filename=os.path.join(os.path.dirname(__file__), "logs", "own.log"),
+                    format="%(levelname)s %(name)s %(message)s")
+log = logging.getLogger("ownapp")
+
+def handler(req):
+    log.warning("into my own file")
+    return "ok"
+'''
+
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[Httpd]:
     root = make_tempdir("modpy_safe-logs-")
     srv = Httpd(root, mpm="prefork", processes=1, loglevel="info",
                 directory="SetHandler mod_python\nPythonHandler modpy_safe.dispatch",
-                files={"app.py": APP, "quiet/app.py": APP})
-    srv.settings["extra"] = f'<Directory "{srv.docroot}/quiet">\n    LogLevel warn\n</Directory>\n'
+                files={"app.py": APP, "quiet/app.py": APP, "own/app.py": OWN})
+    srv.path("own/logs").mkdir()
+    os.chmod(srv.path("own/logs"), 0o777)
+    srv.settings["extra"] = (
+        f'<Directory "{srv.docroot}/quiet">\n    LogLevel warn\n</Directory>\n'
+        f'<Directory "{srv.docroot}/own">\n    PythonInterpreter own\n</Directory>\n')
     with running(srv, request):
         yield srv
 
@@ -93,3 +111,10 @@ def test_a_sections_loglevel_filters_its_requests(server: Httpd) -> None:
     assert server.get("/quiet/app.py?quiet").status == 200
     assert len(_lines(server, "stock low for widgets (quiet)")) == 1
     assert _lines(server, "order placed (quiet)") == []
+
+
+def test_an_applications_own_logging_configuration_is_kept(server: Httpd) -> None:
+    assert server.get("/own/app.py").text == "ok"
+    assert (server.path("own/logs") / "own.log").read_text() == (
+        "WARNING ownapp into my own file\n")
+    assert _lines(server, "into my own file") == []
