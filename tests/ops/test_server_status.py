@@ -15,7 +15,7 @@ import concurrent.futures
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -259,3 +259,19 @@ def _published(server: Httpd) -> set[int]:
     if not children.exists():
         return set()
     return {int(name.split("-")[0]) for name in os.listdir(children) if name.endswith(".json")}
+
+
+def test_an_unusable_state_directory_is_named_on_the_page(
+        httpd: Callable[..., Httpd]) -> None:
+    # A file where the directory should be: the page still answers, for its own child.
+    srv = httpd("prefork", processes=1,
+                extra='PythonOption modpy_safe.status.directory "/etc/passwd"\n'
+                      + status_section("/status"))
+    report = json.loads(srv.get("/status?format=json").body)
+    assert [p["pid"] for p in report["processes"]] == [report["pid"]]
+    (problem,) = report["summary"]["problems"]
+    assert problem.startswith("Only the answering process is shown: the state directory "
+                              "'/etc/passwd'") and "is not a directory" in problem
+    assert "modpy_safe.status.directory" in problem
+    assert srv.get("/status?format=prometheus").status == 500
+    assert "/etc/passwd" in srv.error_log()
