@@ -17,7 +17,7 @@ from ._errors import (
 )
 from .db.database import Database
 from .reload.importer import ImportFailed, import_module
-from .reload.resources import register
+from .reload.resources import register, register_type
 from .web.handler import Handler
 from .web.response import Redirect, redirect
 
@@ -40,4 +40,5 @@ __all__ = [
     "import_module",
     "redirect",
     "register",
+    "register_type",
 ]

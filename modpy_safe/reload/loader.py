@@ -168,6 +168,7 @@ def _load(entry: Entry, dirs: tuple[str, ...], req: Request | None) -> Instance:
         sys.modules[entry.label] = module
         with Loading(entry.path, entry.label, inst.namespace, predecessor, generation):
             exec(code, inst.namespace)
+        _unhand_unused(inst, handed, code)
     except Exception as exc:
         if previous is not None:
             sys.modules[entry.label] = previous
@@ -283,6 +284,21 @@ def _scrubbed_traceback() -> str:
     return scrub(traceback.format_exc()).rstrip()
 
 
+def _unhand_unused(new: Instance, handed: dict[int, tuple[str, Any]],
+                   code: types.CodeType) -> None:
+    """Take back what was handed to ``new`` under a name its code never uses.
+
+    A renamed or deleted variable would otherwise keep the old version's
+    connection referenced by the new version, and so open, for the process's life.
+    """
+    if not handed:
+        return
+    used = _resources.names_used(code)
+    for name, obj in handed.values():
+        if name not in used and new.namespace.get(name) is obj:
+            del new.namespace[name]
+
+
 def _run_user_clone(old: Instance, new: Instance) -> bool:
     """Call a file's own ``__mp_clone__``; on failure purge ``old``, reset ``new``, return False."""
     hook = old.namespace.get("__mp_clone__")
@@ -312,16 +328,9 @@ def _run_user_clone(old: Instance, new: Instance) -> bool:
 
 def _discard(inst: Instance, handed: dict[int, tuple[str, Any]]) -> None:
     """Close what a failed version opened (not what it was handed, not what is current)."""
-    keep = set(handed)
-    for entry in list(entries.values()):
-        for node in (entry.instance.tree() if entry.instance is not None else []):
-            keep.update(_resources.collect(node.namespace))
-    opened = [obj for key, (_, obj) in _resources.collect(inst.namespace).items()
-              if key not in keep]
-    count = sum(1 for obj in opened if _resources.close(obj))
-    if count:
-        log.info("closed %d connection(s) opened by failed generation %d of %s",
-                 count, inst.generation, inst.entry.path)
+    for what in sweeper.discard(inst, handed):
+        log.info("closed %s opened by failed generation %d of %s", what, inst.generation,
+                 inst.entry.path)
 
 
 def _describe(path: str, exc: BaseException) -> ReloadError:

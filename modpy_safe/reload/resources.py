@@ -1,20 +1,21 @@
-"""What a module instance owns, and closing it at the right moment.
+"""What a module version owns, and closing it at the right moment.
 
-A *resource* is an object found among a module's top-level names that holds
-something outside the process:
+A *resource* is any object of a kind :mod:`.reload.kinds` knows (connections,
+pools, engines, ``modpy_safe.Database``, registered objects and types).
+Two views of a version's resources:
 
-* any object with a callable ``__modpy_safe_close__`` (``modpy_safe.Database``
-  defines it), closed by calling it;
-* a DB-API connection (callable ``cursor``, ``commit``, ``rollback`` and
-  ``close``; classes and modules excluded), closed with ``close()``;
-* a psycopg2 pool (``psycopg2.pool.AbstractConnectionPool``), closed with
-  ``closeall()``;
-* an object given to :func:`register`, closed with the function given there.
+* its *top-level* resources (:func:`collect`): what is handed to the next
+  version under the same names, so ``if "conn" not in globals()`` and
+  ``Database(...)`` keep their objects;
+* everything it can *reach* (:func:`.reload.reach.walk`): attributes,
+  containers, thread-locals, closures, defaults, caches, cursors. This is what
+  is closed when the version is retired, minus what a current version, a
+  module outside the importer or a running request can still reach.
 
-An :class:`Owner` is one instance of one file (the importer subclasses it).
+An :class:`Owner` is one version of one file (the importer subclasses it).
 Requests *lease* the owners they run on; a replaced owner is *retired*, and
-:class:`Sweeper` closes its resources that nothing current still references
-once its last lease is released. Leasing takes no lock: a lease is a token in a
+:class:`Sweeper` closes its resources that nothing current still reaches once
+its last lease is released. Leasing takes no lock: a lease is a token in a
 set, and retirement and leasing each write first and read second, so at least
 one side always sees the other (see :meth:`Owner.lease`).
 """
@@ -22,66 +23,34 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import threading
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
-__all__ = ["register", "is_resource", "collect", "close", "Owner", "Sweeper"]
+from . import kinds, reach
+
+__all__ = ["register", "register_type", "is_resource", "collect", "close", "names_used",
+           "Owner", "Sweeper", "Closed"]
 
 log = logging.getLogger("modpy_safe.importer")
 
-# id(obj) -> (obj, close function). Strong references: a registered object stays
-# alive until it is closed, so its id can never be reused by another object.
-_registered: dict[int, tuple[Any, Callable[[], Any]]] = {}
-_registered_lock = threading.Lock()
+register = kinds.register
+register_type = kinds.register_type
 
+_NEVER = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+          str, bytes, int, float)
 
-def register(obj: Any, close: Callable[[], Any] | None = None) -> Any:
-    """Declare ``obj`` a resource that modpy_safe closes when no module uses it any more.
-
-    ``close`` is called with no arguments to release it; by default
-    ``obj.close``. Return ``obj``, so a module can write
-    ``client = modpy_safe.register(make_client())``.
-    """
-    if close is None:
-        close = getattr(obj, "close", None)
-        if not callable(close):
-            raise TypeError(
-                f"modpy_safe.register({obj!r}): the object has no close() method; "
-                "pass the function that releases it as close=..."
-            )
-    elif not callable(close):
-        raise TypeError(f"modpy_safe.register(): close must be callable, not {close!r}")
-    with _registered_lock:
-        _registered[id(obj)] = (obj, close)
-    return obj
-
-
-def _is_pool(obj: Any) -> bool:
-    try:
-        from psycopg2.pool import AbstractConnectionPool
-    except ImportError:  # pragma: no cover - psycopg2 is a dependency
-        return False
-    return isinstance(obj, AbstractConnectionPool)
+#: What was closed: how the resource was described and how it was reached.
+Closed = str
 
 
 def is_resource(obj: Any) -> bool:
-    """Return True when ``obj`` is something modpy_safe must close (see the module doc)."""
-    if obj is None or isinstance(obj, (type, types.ModuleType, types.FunctionType,
-                                       types.BuiltinFunctionType, str, bytes, int, float)):
+    """Return True when ``obj`` is something modpy_safe must close (see :mod:`.reload.kinds`)."""
+    if obj is None or isinstance(obj, _NEVER):
         return False
-    if id(obj) in _registered and _registered[id(obj)][0] is obj:
-        return True
-    try:
-        if callable(getattr(obj, "__modpy_safe_close__", None)):
-            return True
-        if _is_pool(obj):
-            return True
-        return all(callable(getattr(obj, name, None))
-                   for name in ("cursor", "commit", "rollback", "close"))
-    except Exception:  # a property that raises is not a resource we can handle
-        return False
+    return kinds.classify(obj) is not None
 
 
 def collect(namespace: Mapping[str, Any]) -> dict[int, tuple[str, Any]]:
@@ -96,34 +65,61 @@ def collect(namespace: Mapping[str, Any]) -> dict[int, tuple[str, Any]]:
     return found
 
 
-def close(obj: Any) -> bool:
+def close(obj: Any, kind: kinds.Kind | None = None) -> bool:
     """Release one resource; return True when it was open and is closed now.
 
     Failures are logged, never raised: closing runs in cleanups that must go on.
     """
     try:
-        entry = _registered.get(id(obj))
-        if entry is not None and entry[0] is obj:
-            with _registered_lock:
-                _registered.pop(id(obj), None)
-            entry[1]()
-            return True
-        hook = getattr(obj, "__modpy_safe_close__", None)
-        if callable(hook):
-            hook()
-            return True
-        if _is_pool(obj):
-            if getattr(obj, "closed", False):
-                return False
-            obj.closeall()
-            return True
-        if getattr(obj, "closed", False):
-            return False
-        obj.close()
-        return True
+        return kinds.close(obj, kind)
     except Exception:
-        log.exception("closing %r failed", obj)
+        log.exception("closing %s failed", kinds.describe(obj, kind))
         return False
+
+
+def names_used(code: types.CodeType) -> set[str]:
+    """Return every name ``code`` (and the code nested in it) reads, writes or spells out.
+
+    String constants count too, so ``globals()["conn"]`` and ``"conn" in
+    globals()`` keep a handed-over ``conn``.
+    """
+    names: set[str] = set()
+    todo = [code]
+    while todo:
+        current = todo.pop()
+        names.update(current.co_names)
+        names.update(current.co_varnames)
+        names.update(current.co_freevars)
+        for const in current.co_consts:
+            if isinstance(const, types.CodeType):
+                todo.append(const)
+            elif isinstance(const, str) and const.isidentifier():
+                names.add(const)
+    return names
+
+
+def held_outside(candidates: Mapping[int, Any], managed: Container[str]) -> set[int]:
+    """Return the ids among ``candidates`` that a module outside the importer keeps.
+
+    Looked for in each such module's globals and, one level down, in the dicts
+    among them (a library's registry of engines by name): a library's objects
+    are its own to close.
+    """
+    held: set[int] = set()
+    if not candidates:
+        return held
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if type(namespace) is not dict or namespace.get("__name__") in managed:
+            continue
+        for value in list(namespace.values()):
+            if id(value) in candidates:
+                held.add(id(value))
+            elif type(value) is dict and len(value) <= 10_000:
+                for item in list(value.values()):
+                    if id(item) in candidates:
+                        held.add(id(item))
+    return held
 
 
 _tokens = itertools.count(1)
@@ -139,6 +135,7 @@ class Owner:
         self.leases: set[int] = set()
         self.retired = False
         self.swept = False
+        self.bound_logged = False  # the walk's bound was hit and said so
         #: Owners this one uses (imported module instances); leased with it.
         self.children: list[Owner] = []
 
@@ -175,14 +172,19 @@ class Sweeper:
     """Close what retired owners leave behind once nothing can reach it any more.
 
     ``current`` returns the owners in use now (each file's current instance);
-    ``report(owner, count)`` is told how many resources were closed for an owner.
+    ``managed`` the module names of every version the importer loaded (see
+    :func:`.reload.reach.walk`); ``report(owner, closed)`` is told what was
+    closed for an owner, one description per resource.
     """
 
     def __init__(self, current: Callable[[], Iterable[Owner]],
-                 report: Callable[[Owner, int], None]) -> None:
+                 report: Callable[[Owner, list[Closed]], None],
+                 managed: Callable[[], Container[str]]) -> None:
         self._current = current
         self._report = report
+        self._managed = managed
         self._pending: list[Owner] = []
+        self._left_open: list[Owner] = []  # swept while a current version was too big to see
         self._lock = threading.Lock()
 
     def pending(self) -> list[Owner]:
@@ -205,6 +207,27 @@ class Sweeper:
         if retired:
             self.sweep()
 
+    def _walk(self, owner: Owner, managed: Container[str]) -> reach.Reach:
+        """Walk ``owner``'s namespace; log once per owner when a bound was hit."""
+        found = reach.walk(owner.namespace, managed)
+        if not found.complete and not owner.bound_logged:
+            owner.bound_logged = True
+            log.warning("%s is too big to examine whole for resources; not examined: %s",
+                        owner.describe(),
+                        "; ".join(f"{name!r}: {what}" for name, what in found.unexamined.items()))
+        return found
+
+    def _keep(self, owners: Iterable[Owner], managed: Container[str]) -> tuple[set[int], set[int]]:
+        """Return the ids of the resources ``owners`` reach, and of the top-level
+        objects of theirs that were too big to examine whole."""
+        keep: set[int] = set()
+        unseen: set[int] = set()
+        for owner in owners:
+            found = self._walk(owner, managed)
+            keep.update(found.resources)
+            unseen.update(id(owner.namespace.get(name)) for name in found.unexamined)
+        return keep, unseen
+
     def sweep(self) -> None:
         """Close the resources of every retired, unleased, unreachable owner."""
         with self._lock:
@@ -217,31 +240,60 @@ class Sweeper:
             done = [o for o in self._pending if not o.leases and id(o) not in reachable]
             if not done:
                 return
-            keep: set[int] = set()
-            for owner in list(reachable.values()) + [o for o in self._pending if o not in done]:
-                keep.update(collect(owner.namespace))
-            plan: list[tuple[Owner, list[Any]]] = []
+            managed = self._managed()
+            others = list(reachable.values()) + [o for o in self._pending if o not in done]
+            keep, unseen = self._keep(others, managed)
+            plan: list[tuple[Owner, dict[int, tuple[str, Any, kinds.Kind]]]] = []
             for owner in done:
                 self._pending.remove(owner)
                 owner.swept = True
-                victims = [obj for key, (_, obj) in collect(owner.namespace).items()
-                           if key not in keep]
-                keep.update(id(obj) for obj in victims)  # each closed once
+                found = self._walk(owner, managed).resources
+                victims = {k: v for k, v in found.items() if k not in keep}
+                if victims and unseen and any(id(v) in unseen
+                                              for v in list(owner.namespace.values())):
+                    # It shares a structure with a current version that was too
+                    # big to examine: the current version may use these too, and
+                    # closing a live connection is worse than keeping one.
+                    log.warning("%s: its resources are left open until the process exits: "
+                                "it shares an object with a current version that is too "
+                                "big to examine whole", owner.describe())
+                    self._left_open.append(owner)
+                    continue
+                keep.update(victims)  # each closed once
                 plan.append((owner, victims))
+            everything = {k: v[1] for _, victims in plan for k, v in victims.items()}
+            outside = held_outside(everything, managed)
         # Outside the lock: a Database waits for its checked-out connections.
         for owner, victims in plan:
-            count = sum(1 for obj in victims if close(obj))
-            self._report(owner, count)
+            closed = [f"{kinds.describe(obj, kind)} reached through {top!r}"
+                      for key, (top, obj, kind) in victims.items()
+                      if key not in outside and close(obj, kind)]
+            self._report(owner, closed)
+
+    def discard(self, owner: Owner, handed: Container[int]) -> list[Closed]:
+        """Close what a failed version ``owner`` opened: not what it was handed, nor what is current."""
+        managed = self._managed()
+        with self._lock:
+            others = [node for current in self._current() for node in current.tree()]
+            keep, _ = self._keep(others + self._pending, managed)
+        found = self._walk(owner, managed).resources
+        victims = {k: v for k, v in found.items() if k not in keep and k not in handed}
+        outside = held_outside({k: v[1] for k, v in victims.items()}, managed)
+        return [f"{kinds.describe(obj, kind)} reached through {top!r}"
+                for key, (top, obj, kind) in victims.items()
+                if key not in outside and close(obj, kind)]
 
     def close_everything(self, owners: Iterable[Owner]) -> int:
         """Close every resource of ``owners``, the pending ones and every registered object."""
         with self._lock:
-            everyone = list(owners) + self._pending
+            everyone = list(owners) + self._pending + self._left_open
             self._pending.clear()
-        seen: dict[int, Any] = {}
+            self._left_open.clear()
+        managed = self._managed()
+        seen: dict[int, tuple[Any, kinds.Kind | None]] = {}
         for owner in everyone:
-            for key, (_, obj) in collect(owner.namespace).items():
-                seen.setdefault(key, obj)
-        for key, (obj, _) in list(_registered.items()):
-            seen.setdefault(key, obj)
-        return sum(1 for obj in seen.values() if close(obj))
+            for key, (_, obj, kind) in reach.walk(owner.namespace, managed).resources.items():
+                seen.setdefault(key, (obj, kind))
+        for obj in kinds.registered():
+            seen.setdefault(id(obj), (obj, None))
+        return sum(1 for obj, kind in seen.values() if close(obj, kind))

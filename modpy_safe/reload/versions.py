@@ -138,7 +138,8 @@ entries: dict[str, Entry] = {}
 load_lock = threading.RLock()
 sweeper = _resources.Sweeper(
     lambda: [e.instance for e in list(entries.values()) if e.instance is not None],
-    lambda owner, count: closed(owner, count),
+    lambda owner, what: closed(owner, what),
+    lambda: {e.label for e in list(entries.values())},
 )
 
 
@@ -167,12 +168,12 @@ def lease(inst: Instance) -> tuple[list[_resources.Owner], int] | None:
     return None
 
 
-def closed(owner: _resources.Owner, count: int) -> None:
+def closed(owner: _resources.Owner, what: list[str]) -> None:
     if isinstance(owner, Instance):
-        owner.entry.closed_for_old += count
-        if count:
-            log.info("closed %d connection(s) left by generation %d of %s",
-                     count, owner.generation, owner.entry.path)
+        owner.entry.closed_for_old += len(what)
+        for one in what:  # one line per resource: what, which generation, which file
+            log.info("closed %s left by generation %d of %s", one, owner.generation,
+                     owner.entry.path)
 
 
 

@@ -145,8 +145,10 @@ def test_naive_module_edited_50_times_keeps_one_connection_per_process(httpd, mp
     log = server.error_log()
     assert re.search(r"modpy_safe: loaded \S+/app\.py as _mps_app_\w+ \(generation 1\)", log)
     assert re.search(r"modpy_safe: reloaded \S+/app\.py \(generation \d+\)", log)
-    assert re.search(r"modpy_safe: closed 1 connection\(s\) left by generation \d+ of \S+/app\.py",
-                     log)
+    # One line per closed resource: what it is, how it was reached, generation, file.
+    assert re.search(r"modpy_safe: closed psycopg2 connection \(psycopg2\.extensions\."
+                     r"connection\) reached through 'conn' left by generation \d+ of "
+                     r"\S+/app\.py", log)
 
 
 def test_guarded_idiom_keeps_its_backend_across_20_reloads(httpd, mpm, postgres):
