@@ -1,0 +1,19 @@
+"""The connection's variable is deleted after the first version: later versions hold none.
+
+Lines marked 'first version only' are kept in version 0 only.
+"""
+import os
+
+import psycopg2
+
+DSN = "__DSN__"
+VERSION = 0
+
+conn = psycopg2.connect(DSN)  # first version only
+
+
+def handler(req):
+    return "version %d pid %d backend 0" % (VERSION, os.getpid())
+
+
+index = handler

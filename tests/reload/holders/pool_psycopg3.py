@@ -1,0 +1,19 @@
+"""A psycopg 3 psycopg_pool.ConnectionPool of two connections, with its own threads (close())."""
+import os
+
+import psycopg_pool
+
+DSN = "__DSN__"
+VERSION = 0
+
+pool = psycopg_pool.ConnectionPool(DSN, min_size=2, max_size=2)
+pool.wait()
+
+
+def handler(req):
+    with pool.connection() as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend)
+
+
+index = handler

@@ -1,0 +1,21 @@
+"""A connection kept in a module-level tuple, next to its settings."""
+import os
+
+import psycopg2
+
+DSN = "__DSN__"
+VERSION = 0
+
+DATABASE = ("main", psycopg2.connect(DSN))
+
+
+def handler(req):
+    conn = DATABASE[1]
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    conn.rollback()
+    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend)
+
+
+index = handler
