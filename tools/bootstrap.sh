@@ -14,7 +14,10 @@ packages=(apache2 libapache2-mod-python postgresql python3-psycopg2 python3-psyc
 extras="test"
 case "$purpose" in
   run) extras="test" ;;
-  test) packages+=(pgbouncer wrk chromium chromium-driver) ;;
+  # psycopg 3, psycopg_pool and SQLAlchemy: the reload tests hold connections
+  # the ways real code does, inside httpd's system Python.
+  test) packages+=(pgbouncer wrk chromium chromium-driver python3-psycopg python3-psycopg-pool
+                   python3-sqlalchemy) ;;
   bench) packages+=(wrk pgbouncer); extras="test,bench" ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
 esac
