@@ -1,13 +1,13 @@
 """What a module version owns, and closing it at the right moment.
 
-A *resource* is any object of a kind :mod:`.reload.kinds` knows (connections,
+A *resource* is any object of a kind :mod:`.kinds` knows (connections,
 pools, engines, ``modpy_safe.Database``, registered objects and types).
 Two views of a version's resources:
 
 * its *top-level* resources (:func:`collect`): what is handed to the next
   version under the same names, so ``if "conn" not in globals()`` and
   ``Database(...)`` keep their objects;
-* everything it can *reach* (:func:`.reload.reach.walk`): attributes,
+* everything it can *reach* (:func:`.reach.walk`): attributes,
   containers, thread-locals, closures, defaults, caches, cursors. This is what
   is closed when the version is retired, minus what a current version, a
   module outside the importer or a running request can still reach.
@@ -47,7 +47,7 @@ Closed = str
 
 
 def is_resource(obj: Any) -> bool:
-    """Return True when ``obj`` is something modpy_safe must close (see :mod:`.reload.kinds`)."""
+    """Return True when ``obj`` is something modpy_safe must close (see :mod:`.kinds`)."""
     if obj is None or isinstance(obj, _NEVER):
         return False
     return kinds.classify(obj) is not None
@@ -173,16 +173,26 @@ class Sweeper:
 
     ``current`` returns the owners in use now (each file's current instance);
     ``managed`` the module names of every version the importer loaded (see
-    :func:`.reload.reach.walk`); ``report(owner, closed)`` is told what was
-    closed for an owner, one description per resource.
+    :func:`.reach.walk`); ``report(owner, closed)`` is told what was
+    closed for an owner, one description per resource; ``file_of(owner)``
+    names the file an owner is a version of.
+
+    What a retired owner reaches is kept open when its *family* still reaches
+    it: the current versions of its own file and of the files it imported
+    (with theirs), and the current versions that import its file, directly or
+    not. Only these can hold its objects (through the hand-over, a shared
+    helper or ``from module import name``), so a reload walks them, not every
+    module of the process.
     """
 
     def __init__(self, current: Callable[[], Iterable[Owner]],
                  report: Callable[[Owner, list[Closed]], None],
-                 managed: Callable[[], Container[str]]) -> None:
+                 managed: Callable[[], Container[str]],
+                 file_of: Callable[[Owner], object] = lambda owner: owner) -> None:
         self._current = current
         self._report = report
         self._managed = managed
+        self._file_of = file_of
         self._pending: list[Owner] = []
         self._left_open: list[Owner] = []  # swept while a current version was too big to see
         self._lock = threading.Lock()
@@ -228,6 +238,31 @@ class Sweeper:
             unseen.update(id(owner.namespace.get(name)) for name in found.unexamined)
         return keep, unseen
 
+    def _family(self, owners: list[Owner], current: list[Owner]) -> list[Owner]:
+        """Return the owners whose reach must stay open while ``owners`` are closed."""
+        file_of = self._file_of
+        down = {file_of(node) for owner in owners for node in owner.tree()}
+        up = {file_of(owner) for owner in owners}
+        family = {id(c): c for c in current if file_of(c) in down or file_of(c) in up}
+        grew = True
+        while grew:  # the importers of an importer, and so on
+            grew = False
+            for candidate in current:
+                if id(candidate) not in family and any(
+                        file_of(node) in up for node in candidate.tree() if node is not candidate):
+                    family[id(candidate)] = candidate
+                    up.add(file_of(candidate))
+                    grew = True
+        files = down | up
+        kept: dict[int, Owner] = {}
+        for member in family.values():
+            for node in member.tree():
+                kept[id(node)] = node
+        for other in self._pending:  # older versions still running requests
+            if file_of(other) in files and all(other is not o for o in owners):
+                kept[id(other)] = other
+        return list(kept.values())
+
     def sweep(self) -> None:
         """Close the resources of every retired, unleased, unreachable owner."""
         with self._lock:
@@ -241,7 +276,7 @@ class Sweeper:
             if not done:
                 return
             managed = self._managed()
-            others = list(reachable.values()) + [o for o in self._pending if o not in done]
+            others = self._family(done, list(self._current()))
             keep, unseen = self._keep(others, managed)
             plan: list[tuple[Owner, dict[int, tuple[str, Any, kinds.Kind]]]] = []
             for owner in done:
@@ -274,8 +309,7 @@ class Sweeper:
         """Close what a failed version ``owner`` opened: not what it was handed, nor what is current."""
         managed = self._managed()
         with self._lock:
-            others = [node for current in self._current() for node in current.tree()]
-            keep, _ = self._keep(others + self._pending, managed)
+            keep, _ = self._keep(self._family([owner], list(self._current())), managed)
         found = self._walk(owner, managed).resources
         victims = {k: v for k, v in found.items() if k not in keep and k not in handed}
         outside = held_outside({k: v[1] for k, v in victims.items()}, managed)

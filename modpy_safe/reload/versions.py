@@ -140,6 +140,7 @@ sweeper = _resources.Sweeper(
     lambda: [e.instance for e in list(entries.values()) if e.instance is not None],
     lambda owner, what: closed(owner, what),
     lambda: {e.label for e in list(entries.values())},
+    lambda owner: owner.entry if isinstance(owner, Instance) else owner,
 )
 
 

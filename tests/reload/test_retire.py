@@ -271,3 +271,19 @@ def test_a_structure_shared_with_a_version_too_big_to_see_keeps_its_connections(
     request(app, scope_for())
     assert not first.closed, "the current version could use it through what was not examined"
     assert _importer.close_all() >= 1 and first.closed
+
+
+def test_a_name_imported_from_a_helper_stays_open_until_its_importer_lets_go(tmp_path,
+                                                                             scope_for):
+    helper = "from fix_importer import FakeConnection\nCONN = FakeConnection('helper v{v}')\n"
+    write(tmp_path / "helpers.py", helper.format(v=0))
+    app = write(tmp_path / "app.py", source("from helpers import CONN\nHELD = [CONN]", 0))
+    first = request(app, scope_for()).CONN
+    running = scope_for()
+    old_app = _importer.acquire(str(app), running)  # a request still on the old app
+    write(tmp_path / "helpers.py", helper.format(v=1))
+    new_app = request(app, scope_for())
+    assert new_app.CONN is not first and old_app.CONN is first
+    assert not first.closed, "the old app version, still running a request, imported it"
+    running.close()
+    assert first.closed and not new_app.CONN.closed
