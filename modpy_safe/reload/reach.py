@@ -200,13 +200,20 @@ def walk(namespace: Mapping[str, Any], managed: Container[str], *,
                     continue
             plan = plans.get(cls)
             if plan is None:
-                plan = plans[cls] = _plan_for(cls, managed)
+                try:
+                    plan = _plan_for(cls, managed)
+                except Exception:  # a type that will not be inspected is not entered
+                    plan = _Plan(None, None)
+                plans[cls] = plan
             if plan.kind is not None:
                 result.resources.setdefault(key, (top, obj, plan.kind))
                 continue
             if plan.expand is None:
                 continue
-            children = plan.expand(obj)
+            try:
+                children = plan.expand(obj)
+            except Exception:  # an object whose attributes raise is not entered
+                continue
             if items + len(children) > max_items:
                 _note(result, top, f"a {cls.__name__} of {len(children)} item(s) "
                                    f"(limit {max_items} items)")

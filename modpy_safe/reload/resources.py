@@ -252,7 +252,16 @@ class Sweeper:
         return list(kept.values())
 
     def sweep(self) -> None:
-        """Close the resources of every retired, unleased, unreachable owner."""
+        """Close the resources of every retired, unleased, unreachable owner.
+
+        Never raises: it runs inside a reload and inside a request's cleanup.
+        """
+        try:
+            self._sweep()
+        except Exception:
+            log.exception("closing what old module versions left behind failed")
+
+    def _sweep(self) -> None:
         with self._lock:
             if not self._pending:
                 return

@@ -5,6 +5,7 @@ of the importer, walks it, and checks what was found.
 """
 from __future__ import annotations
 
+import functools
 import sqlite3
 import textwrap
 import threading
@@ -326,3 +327,68 @@ def test_registered_object_is_found_anywhere_and_forgotten_once_closed() -> None
     assert found(namespace) == [thing]
     assert kinds.close(thing) and closed == [1]
     assert kinds.classify(thing) is None
+
+
+def test_objects_that_raise_when_looked_at_do_not_stop_the_walk() -> None:
+    class Hostile:
+        """A proxy whose every attribute raises, and whose class cannot be asked either."""
+
+        __slots__ = ("target",)
+
+        def __getattribute__(self, name: str) -> Any:
+            raise RuntimeError(f"no {name}")
+
+    class BadCursor:
+        def execute(self, sql: str) -> None: ...
+        def fetchone(self) -> Any: ...
+        def close(self) -> None: ...
+
+        @property
+        def connection(self) -> Any:
+            raise RuntimeError("gone")
+
+    class BadPartial(functools.partial):  # type: ignore[type-arg]
+        @property
+        def args(self) -> Any:  # type: ignore[override]
+            raise RuntimeError("no args today")
+
+    namespace = module("""
+        THINGS = [hostile, bad_cursor, bad_partial]
+        conn = FakeConnection("still found")
+    """, hostile=Hostile(), bad_cursor=BadCursor(), bad_partial=BadPartial(print))
+    assert [c.name for c in found(namespace)] == ["still found"]
+
+
+def test_a_dbutils_persistent_db_closes_every_threads_connection() -> None:
+    class Steady:
+        """DBUtils' SteadyDBConnection: close() is ignored, _close() really closes."""
+
+        def __init__(self) -> None:
+            self._closed = False
+
+        def _close(self) -> None:
+            self._closed = True
+
+    persistent = _fake_type("dbutils.persistent_db", "PersistentDB")
+    pool = persistent()
+    pool.thread = threading.local()
+    made: list[Steady] = []
+
+    def use() -> None:
+        pool.thread.connection = Steady()
+        made.append(pool.thread.connection)
+
+    use()
+    held = threading.Event()
+    other = threading.Thread(target=lambda: (use(), held.wait()))
+    other.start()
+    try:
+        while len(made) < 2:
+            threading.Event().wait(0.01)
+        kind = kinds.classify(pool)
+        assert kind is not None and kind.name == "DBUtils PersistentDB"
+        assert kinds.close(pool)
+    finally:
+        held.set()
+        other.join()
+    assert [c._closed for c in made] == [True, True]
