@@ -6,6 +6,7 @@ scopes, edits them and checks which connections are open.
 from __future__ import annotations
 
 import logging
+import threading
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -287,3 +288,29 @@ def test_a_name_imported_from_a_helper_stays_open_until_its_importer_lets_go(tmp
     assert not first.closed, "the old app version, still running a request, imported it"
     running.close()
     assert first.closed and not new_app.CONN.closed
+
+
+def test_a_psycopg_pool_is_closed_and_its_threads_end(tmp_path, scope_for, postgres):
+    pytest.importorskip("psycopg_pool")
+    app_name = "retire_psycopg_pool"
+    body = f"""
+        import psycopg_pool
+        pool = psycopg_pool.ConnectionPool({postgres.dsn_for(app_name)!r}, min_size=1,
+                                           max_size=1, name="reach-v{{v}}")
+        pool.wait()
+    """
+
+    def threads_of(name: str) -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith(name)]
+
+    app = write(tmp_path / "app.py", source(body.format(v=0), 0))
+    first = request(app, scope_for()).pool
+    assert threads_of("reach-v0")
+    write(app, source(body.format(v=1), 1))
+    second = request(app, scope_for()).pool
+    try:
+        assert first.closed and not second.closed
+        assert threads_of("reach-v0") == [], "close() ends the pool's worker threads"
+        assert postgres.settled_count(app_name, expected=1) == 1
+    finally:
+        second.close()
