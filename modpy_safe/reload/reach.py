@@ -31,7 +31,7 @@ import itertools
 import threading
 import types
 import weakref
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 from typing import Any
 
 from . import kinds
@@ -39,7 +39,7 @@ from . import kinds
 __all__ = ["Reach", "walk", "local_dicts", "MAX_OBJECTS", "MAX_ITEMS"]
 
 #: Objects examined per namespace before the walk stops.
-MAX_OBJECTS = 100_000
+MAX_OBJECTS = 50_000
 #: Container slots (dict keys and values, list items…) looked at per namespace.
 MAX_ITEMS = 5_000_000
 
@@ -141,13 +141,16 @@ class _Plan:
 
 
 def walk(namespace: Mapping[str, Any], managed: Container[str], *,
-         max_objects: int | None = None, max_items: int | None = None) -> Reach:
+         max_objects: int | None = None, max_items: int | None = None,
+         wanted: Collection[int] | None = None) -> Reach:
     """Return the resources reachable from a module ``namespace``.
 
     ``managed`` holds the module names (``__name__``) of the importer's module
     versions: only classes and functions whose module is one of them are
     entered. Dunder names of the namespace (``__builtins__``, the hooks) are
     skipped. The bounds default to :data:`MAX_OBJECTS` and :data:`MAX_ITEMS`.
+    With ``wanted`` (ids of resources), the walk ends as soon as it has found
+    them all: the question is then only whether they are reachable.
     """
     max_objects = MAX_OBJECTS if max_objects is None else max_objects
     max_items = MAX_ITEMS if max_items is None else max_items
@@ -163,7 +166,8 @@ def walk(namespace: Mapping[str, Any], managed: Container[str], *,
         if not (name.startswith("__") and name.endswith("__")) and type(value) not in _ATOMS:
             queue.append((value, name))
     examined = 0
-    while queue:
+    missing = len(wanted) if wanted is not None else -1
+    while queue and missing:
         obj, top = queue.popleft()
         key = id(obj)
         if key in seen:
@@ -197,6 +201,8 @@ def walk(namespace: Mapping[str, Any], managed: Container[str], *,
                 kind = kinds.classify(obj)
                 if kind is not None:
                     result.resources.setdefault(key, (top, obj, kind))
+                    if wanted is not None and key in wanted:
+                        missing -= 1
                     continue
             plan = plans.get(cls)
             if plan is None:
@@ -207,6 +213,8 @@ def walk(namespace: Mapping[str, Any], managed: Container[str], *,
                 plans[cls] = plan
             if plan.kind is not None:
                 result.resources.setdefault(key, (top, obj, plan.kind))
+                if wanted is not None and key in wanted:
+                    missing -= 1
                 continue
             if plan.expand is None:
                 continue

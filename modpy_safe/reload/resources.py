@@ -216,9 +216,10 @@ class Sweeper:
         if retired:
             self.sweep()
 
-    def _walk(self, owner: Owner, managed: Container[str]) -> reach.Reach:
+    def _walk(self, owner: Owner, managed: Container[str],
+              wanted: set[int] | None = None) -> reach.Reach:
         """Walk ``owner``'s namespace; log once per owner when a bound was hit."""
-        found = reach.walk(owner.namespace, managed)
+        found = reach.walk(owner.namespace, managed, wanted=wanted)
         if not found.complete and not owner.bound_logged:
             owner.bound_logged = True
             log.warning("%s is too big to examine whole for resources; not examined: %s",
@@ -226,14 +227,21 @@ class Sweeper:
                         "; ".join(f"{name!r}: {what}" for name, what in found.unexamined.items()))
         return found
 
-    def _keep(self, owners: Iterable[Owner], managed: Container[str]) -> tuple[set[int], set[int]]:
-        """Return the ids of the resources ``owners`` reach, and of the top-level
-        objects of theirs that were too big to examine whole."""
+    def _keep(self, owners: Iterable[Owner], managed: Container[str],
+              wanted: set[int]) -> tuple[set[int], set[int]]:
+        """Return which of the resources ``wanted`` ``owners`` reach, and the ids of
+        their top-level objects that were too big to examine whole.
+
+        Stops as soon as every wanted resource is found.
+        """
         keep: set[int] = set()
         unseen: set[int] = set()
         for owner in owners:
-            found = self._walk(owner, managed)
-            keep.update(found.resources)
+            missing = wanted - keep
+            if not missing:
+                break
+            found = self._walk(owner, managed, missing)
+            keep.update(k for k in found.resources if k in wanted)
             unseen.update(id(owner.namespace.get(name)) for name in found.unexamined)
         return keep, unseen
 
@@ -273,13 +281,16 @@ class Sweeper:
             if not done:
                 return
             managed = self._managed()
-            others = self._family(done, list(self._current()))
-            keep, unseen = self._keep(others, managed)
+            # The old versions first: when they hold nothing, nothing current
+            # needs a look.
+            reached = [(owner, self._walk(owner, managed).resources) for owner in done]
+            wanted = {key for _, found in reached for key in found}
+            keep, unseen = (self._keep(self._family(done, list(self._current())), managed,
+                                       wanted) if wanted else (set(), set()))
             plan: list[tuple[Owner, dict[int, tuple[str, Any, kinds.Kind]]]] = []
-            for owner in done:
+            for owner, found in reached:
                 self._pending.remove(owner)
                 owner.swept = True
-                found = self._walk(owner, managed).resources
                 victims = {k: v for k, v in found.items() if k not in keep}
                 if victims and unseen and any(id(v) in unseen
                                               for v in list(owner.namespace.values())):
@@ -305,9 +316,12 @@ class Sweeper:
     def discard(self, owner: Owner, handed: Container[int]) -> list[Closed]:
         """Close what a failed version ``owner`` opened: not what it was handed, nor what is current."""
         managed = self._managed()
-        with self._lock:
-            keep, _ = self._keep(self._family([owner], list(self._current())), managed)
         found = self._walk(owner, managed).resources
+        if not found:
+            return []
+        with self._lock:
+            keep, _ = self._keep(self._family([owner], list(self._current())), managed,
+                                 set(found))
         victims = {k: v for k, v in found.items() if k not in keep and k not in handed}
         outside = held_outside({k: v[1] for k, v in victims.items()}, managed)
         return [f"{kinds.describe(obj, kind)} reached through {top!r}"
