@@ -114,12 +114,13 @@ def _slot_descriptors(cls: type) -> tuple[Any, ...]:
     return tuple(found)
 
 
-def _non_atoms(items: list[Any]) -> list[Any]:
-    """Return the items worth a look; a container of atoms only costs C speed."""
+def _non_atoms(items: list[Any], limit: int | None = None) -> list[Any]:
+    """Return the items worth a look (at most ``limit``); atoms only cost C speed."""
     if len(items) > 16:
         if set(map(type, items)) <= _ATOMS:
             return []
-        return list(itertools.filterfalse(_is_atom, items))
+        found = itertools.filterfalse(_is_atom, items)
+        return list(found if limit is None else itertools.islice(found, limit))
     return [v for v in items if type(v) not in _ATOMS]
 
 
@@ -191,11 +192,17 @@ def walk(namespace: Mapping[str, Any], managed: Container[str], *,
                 continue
             items += size
             # A plain container is copied in C under the GIL: no thread changes it meanwhile.
+            # More than the objects left to examine is never looked at: stop there.
+            room = max_objects - examined + 1
             if cls is dict:
-                children = _non_atoms(list(dict.values(obj)))
-                children += _non_atoms(list(dict.keys(obj)))
+                children = _non_atoms(list(dict.values(obj)), room)
+                children += _non_atoms(list(dict.keys(obj)), room)
             else:
-                children = _non_atoms(list(obj))
+                children = _non_atoms(list(obj), room)
+            if len(children) >= room:
+                _note(result, top, f"a {cls.__name__} of {len(obj)} item(s) holding more "
+                                   f"objects than are left to examine (limit {max_objects} "
+                                   f"objects)")
         else:
             if key in registered:
                 kind = kinds.classify(obj)
