@@ -314,7 +314,7 @@ class Sweeper:
             self._report(owner, closed)
 
     def discard(self, owner: Owner, handed: Container[int]) -> list[Closed]:
-        """Close what a failed version ``owner`` opened: not what it was handed, nor what is current."""
+        """Close what a failed version ``owner`` opened, not what it was handed or is current."""
         managed = self._managed()
         found = self._walk(owner, managed).resources
         if not found:

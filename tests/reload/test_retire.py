@@ -6,8 +6,8 @@ scopes, edits them and checks which connections are open.
 from __future__ import annotations
 
 import logging
-import threading
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,9 @@ import fix_importer
 import pytest
 from fix_importer import FakeConnection, write
 
-from modpy_safe.reload import importer as _importer
 from modpy_safe._context import RequestScope
 from modpy_safe._options import Options
+from modpy_safe.reload import importer as _importer
 from modpy_safe.reload import reach
 
 

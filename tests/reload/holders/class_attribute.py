@@ -20,7 +20,7 @@ class Repository:
 
 
 def handler(req):
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), Repository.backend())
+    return f"version {VERSION} pid {os.getpid()} backend {Repository.backend()}"
 
 
 index = handler

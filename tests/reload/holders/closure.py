@@ -24,7 +24,7 @@ backend = make_backend()
 
 
 def handler(req):
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend())
+    return f"version {VERSION} pid {os.getpid()} backend {backend()}"
 
 
 index = handler

@@ -7,7 +7,7 @@ DSN = "__DSN__"
 VERSION = 0
 
 
-def backend(conn=psycopg2.connect(DSN)):
+def backend(conn=psycopg2.connect(DSN)):  # noqa: B008 - the way of holding it under test
     with conn.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         found = cur.fetchone()[0]
@@ -16,7 +16,7 @@ def backend(conn=psycopg2.connect(DSN)):
 
 
 def handler(req):
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend())
+    return f"version {VERSION} pid {os.getpid()} backend {backend()}"
 
 
 index = handler

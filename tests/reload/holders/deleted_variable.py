@@ -13,7 +13,7 @@ conn = psycopg2.connect(DSN)  # first version only
 
 
 def handler(req):
-    return "version %d pid %d backend 0" % (VERSION, os.getpid())
+    return f"version {VERSION} pid {os.getpid()} backend 0"
 
 
 index = handler

@@ -15,7 +15,7 @@ def handler(req):
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]
     conn.rollback()
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend)
+    return f"version {VERSION} pid {os.getpid()} backend {backend}"
 
 
 index = handler

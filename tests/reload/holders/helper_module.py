@@ -1,4 +1,4 @@
-"""A helper module (helper_module_lib.py) holds the connection at a top-level name; the helper is edited."""
+"""A helper (helper_module_lib.py) holds the connection at a top-level name; it is edited."""
 import os
 
 import helper_module_lib
@@ -6,7 +6,7 @@ import helper_module_lib
 
 def handler(req):
     backend = helper_module_lib.backend()
-    return "version %d pid %d backend %d" % (helper_module_lib.VERSION, os.getpid(), backend)
+    return f"version {helper_module_lib.VERSION} pid {os.getpid()} backend {backend}"
 
 
 index = handler

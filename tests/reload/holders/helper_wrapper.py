@@ -1,4 +1,4 @@
-"""A helper module (helper_wrapper_lib.py) keeps the connection inside an object; the helper is edited."""
+"""A helper (helper_wrapper_lib.py) keeps the connection inside an object; it is edited."""
 import os
 
 import helper_wrapper_lib
@@ -6,7 +6,7 @@ import helper_wrapper_lib
 
 def handler(req):
     backend = helper_wrapper_lib.store.backend()
-    return "version %d pid %d backend %d" % (helper_wrapper_lib.VERSION, os.getpid(), backend)
+    return f"version {helper_wrapper_lib.VERSION} pid {os.getpid()} backend {backend}"
 
 
 index = handler

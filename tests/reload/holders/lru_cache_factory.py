@@ -8,7 +8,7 @@ DSN = "__DSN__"
 VERSION = 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=8)
 def connection():
     return psycopg2.connect(DSN)
 
@@ -19,7 +19,7 @@ def handler(req):
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]
     conn.rollback()
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend)
+    return f"version {VERSION} pid {os.getpid()} backend {backend}"
 
 
 index = handler

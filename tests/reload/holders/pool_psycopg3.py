@@ -13,7 +13,7 @@ pool.wait()
 def handler(req):
     with pool.connection() as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend)
+    return f"version {VERSION} pid {os.getpid()} backend {backend}"
 
 
 index = handler

@@ -18,7 +18,7 @@ def handler(req):
         conn.rollback()
     finally:
         pool.putconn(conn)
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend)
+    return f"version {VERSION} pid {os.getpid()} backend {backend}"
 
 
 index = handler

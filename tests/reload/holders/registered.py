@@ -29,7 +29,7 @@ modpy_safe.register(client, close=client.shutdown)
 
 
 def handler(req):
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), client.backend())
+    return f"version {VERSION} pid {os.getpid()} backend {client.backend()}"
 
 
 index = handler

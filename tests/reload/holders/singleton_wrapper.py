@@ -23,7 +23,7 @@ store = Store()
 
 
 def handler(req):
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), store.backend())
+    return f"version {VERSION} pid {os.getpid()} backend {store.backend()}"
 
 
 index = handler

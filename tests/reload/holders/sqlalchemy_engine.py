@@ -13,7 +13,7 @@ engine = sqlalchemy.create_engine("postgresql+psycopg2://", creator=lambda: psyc
 def handler(req):
     with engine.connect() as conn:
         backend = conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
-    return "version %d pid %d backend %d" % (VERSION, os.getpid(), backend)
+    return f"version {VERSION} pid {os.getpid()} backend {backend}"
 
 
 index = handler
