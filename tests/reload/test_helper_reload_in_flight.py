@@ -120,5 +120,6 @@ def test_in_flight_request_keeps_the_old_helpers_connection(httpd: Any, postgres
     # Its last request done, the old version's connection is closed.
     assert postgres.settled_count(app, expected=1) == 1
     assert postgres.backend_pids(app) == [new]
-    assert re.search(r"closed 1 connection\(s\) left by generation 1 of \S+/helpers\.py",
+    assert re.search(r"closed psycopg2 connection \S+ reached through 'conn' left by "
+                     r"generation 1 of \S+/helpers\.py",
                      server.error_log())
