@@ -81,8 +81,10 @@ def test_edited_file_serves_new_code_and_unchanged_is_not_rerun(httpd, mpm):
     its edit, each executing it once; an unchanged file is never executed again."""
     source = "import os\nTOKEN = os.urandom(8).hex()\nV = {v}\n" \
              "def handler(req):\n    return 'v %d token %s pid %d' % (V, TOKEN, os.getpid())\n"
+    # The default KeepAliveTimeout (5 s) can run out between two requests on a
+    # loaded machine; a closed connection would reconnect, maybe to another process.
     server = httpd(mpm, directory=DISPATCH, options={"modpy_safe.handler": "app.py"},
-                   files={"app.py": source.format(v=1)})
+                   files={"app.py": source.format(v=1)}, extra="KeepAliveTimeout 120\n")
     # One kept-alive connection per process: a connection is served by one process
     # for its whole life, and a prefork child serving one takes no other, so each
     # connection below reaches its own process, and each has loaded version 1.
