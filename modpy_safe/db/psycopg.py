@@ -8,10 +8,7 @@ Nothing here knows about httpd or the pool's state.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import select
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -19,12 +16,10 @@ from psycopg import conninfo as _conninfo
 from psycopg.pq import TransactionStatus
 
 from .._redact import scrub
-from .driver import BaseDriver, forsake
+from .libpq import CONNECT_TIMEOUT, LibpqDriver
 
 __all__ = ["PsycopgDriver", "DRIVER", "validate_dsn", "CONNECT_TIMEOUT"]
 
-# libpq waits forever for an unreachable host unless told otherwise.
-CONNECT_TIMEOUT = 5
 _IDLE = TransactionStatus.IDLE
 _DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
@@ -57,7 +52,7 @@ def _run_autocommit(conn: Any, sql: str) -> Any:
         conn.autocommit = autocommit
 
 
-class PsycopgDriver(BaseDriver[Any]):
+class PsycopgDriver(LibpqDriver):
     """psycopg 3 connections to ``dsn``; ``discard`` runs DISCARD ALL when one is returned.
 
     ``connect`` replaces ``psycopg.connect`` (called with the DSN), for example
@@ -68,22 +63,19 @@ class PsycopgDriver(BaseDriver[Any]):
     name = "psycopg"
     OperationalError = psycopg.OperationalError
     validate_dsn = staticmethod(validate_dsn)
+    default_connect = staticmethod(psycopg.connect)
 
-    def __init__(self, dsn: str, *, discard: bool = False,
-                 connect: Callable[[str], Any] | None = None) -> None:
-        self.dsn = dsn
-        self.discard = discard
-        self._connect_fn = connect or psycopg.connect
-        if discard:
-            self.reset = self.reset_discard  # type: ignore[method-assign]
+    @staticmethod
+    def parse_dsn(dsn: str) -> dict[str, Any]:
+        return _conninfo.conninfo_to_dict(dsn)
 
-    def connect(self) -> Any:
-        """Open a connection; add connect_timeout unless the DSN or PGCONNECT_TIMEOUT sets it."""
-        dsn = self.dsn
-        if ("connect_timeout" not in _conninfo.conninfo_to_dict(dsn)
-                and "PGCONNECT_TIMEOUT" not in os.environ):
-            dsn = _conninfo.make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT)
-        return self._connect_fn(dsn)
+    @staticmethod
+    def make_dsn(dsn: str, **extra: Any) -> str:
+        return _conninfo.make_conninfo(dsn, **extra)
+
+    def run_autocommit(self, conn: Any, sql: str) -> Any:
+        return _run_autocommit(conn, sql)
+
 
     def check(self, conn: Any) -> bool | None:
         """Cheap local check: False when closed, None when doubtful (data on an idle socket)."""
@@ -154,50 +146,6 @@ class PsycopgDriver(BaseDriver[Any]):
             prepared.clear()
         return dirty
 
-    def close(self, conn: Any) -> None:
-        """Close ``conn``; a connection that is already broken needs nothing more."""
-        with contextlib.suppress(Exception):
-            conn.close()
-
-    def abandon(self, conn: Any) -> None:
-        """In a forked child: detach ``conn`` from the parent's socket without telling the server.
-
-        The child's copy of the socket is replaced by /dev/null, so nothing the
-        child does with the object (a ``close()`` sends libpq's Terminate
-        message) can reach the server and end the parent's session. The object
-        is kept, never closed nor freed, in case a thread that no longer exists
-        held its lock at the fork.
-        """
-        with contextlib.suppress(Exception):
-            fd = conn.fileno()
-            null = os.open(os.devnull, os.O_RDWR)
-            try:
-                os.dup2(null, fd)
-            finally:
-                os.close(null)
-        forsake(conn)
-
-    def describe_error(self, exc: BaseException) -> str:
-        """One line for ``exc`` with the DSN's password masked, even percent-decoded."""
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        text = scrub(text, self.dsn)
-        with contextlib.suppress(Exception):
-            # A URI's password is percent-encoded; libpq sees (and may quote) it decoded.
-            password = _conninfo.conninfo_to_dict(self.dsn or "").get("password") or ""
-            if len(password) >= 3:
-                text = text.replace(password, "***")
-        return text
-
-    def is_lost(self, conn: Any, exc: BaseException) -> bool:
-        """Return True when ``exc`` (an OperationalError) left ``conn`` closed."""
-        return isinstance(exc, psycopg.OperationalError) and bool(conn.closed)
-
-    def budget_limit(self, conn: Any) -> tuple[int, int, int]:
-        """Return (usable, max_connections, superuser_reserved_connections) of the server."""
-        max_conn, reserved = _run_autocommit(
-            conn, "SELECT current_setting('max_connections')::int, "
-                  "current_setting('superuser_reserved_connections')::int")
-        return int(max_conn) - int(reserved), int(max_conn), int(reserved)
 
 
 DRIVER = PsycopgDriver
