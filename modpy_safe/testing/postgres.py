@@ -24,6 +24,20 @@ def _pg_bindir() -> Path:
     return Path(found[-1]).parent
 
 
+def run_sql(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on a connection of its own to ``dsn``, in autocommit; return the rows."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, application_name="modpy_safe.testing")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
+    finally:
+        conn.close()
+
+
 class PostgresServer:
     """A private PostgreSQL cluster for tests and for ``make run``.
 
@@ -160,17 +174,7 @@ class PostgresServer:
         self, sql: str, params: tuple[Any, ...] = (), *, dbname: str = "postgres"
     ) -> list[tuple[Any, ...]]:
         """Run ``sql`` as superuser in autocommit in ``dbname``; return the rows (if any)."""
-        import psycopg2
-
-        dsn = self.admin_dsn.replace("dbname=postgres", f"dbname={dbname}")
-        conn = psycopg2.connect(dsn, application_name="modpy_safe.testing")
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return list(cur.fetchall()) if cur.description else []
-        finally:
-            conn.close()
+        return run_sql(self.admin_dsn.replace("dbname=postgres", f"dbname={dbname}"), sql, params)
 
     def backend_pids(self, application_name: str) -> list[int]:
         """Return the server pids of the client connections with ``application_name``."""
@@ -265,16 +269,7 @@ class FreshDatabase:
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run ``sql`` as the test role, in autocommit; return the rows (if any)."""
-        import psycopg2
-
-        conn = psycopg2.connect(self.dsn, application_name="modpy_safe.testing")
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return list(cur.fetchall()) if cur.description else []
-        finally:
-            conn.close()
+        return run_sql(self.dsn, sql, params)
 
     def drop(self) -> None:
         """Drop the database, closing whatever is still connected to it."""
