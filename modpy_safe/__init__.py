@@ -5,7 +5,13 @@ The public API is what this module lists in ``__all__``; everything in an
 """
 from __future__ import annotations
 
-from ._errors import (
+# First, before anything below imports psycopg2: under a threaded MPM the first
+# requests import it in several interpreters at once (see reload/coldstart.py).
+from .reload import coldstart as _coldstart
+
+_coldstart.install()
+
+from ._errors import (  # noqa: E402
     ConfigError,
     DatabaseError,
     DatabaseUnavailable,
@@ -15,11 +21,11 @@ from ._errors import (
     PoolClosed,
     PoolTimeout,
 )
-from .db.database import Database
-from .reload.importer import ImportFailed, import_module
-from .reload.resources import register, register_type
-from .web.handler import Handler
-from .web.response import Redirect, redirect
+from .db.database import Database  # noqa: E402
+from .reload.importer import ImportFailed, import_module  # noqa: E402
+from .reload.resources import register, register_type  # noqa: E402
+from .web.handler import Handler  # noqa: E402
+from .web.response import Redirect, redirect  # noqa: E402
 
 __version__ = "0.1.0"
 
