@@ -41,13 +41,13 @@ DISCARD_CAUSES = ("lifetime", "idle", "ping", "error", "fork")
 #: Every key of :meth:`Pool.stats`.
 COUNTERS = (
     "requests", "waits", "wait_time_total", "wait_time_max", "timeouts",
-    "opened", "connect_failures", "closed",
+    "opened", "connect_failures", "reconnect_waits", "closed",
     *(f"discarded_{cause}" for cause in DISCARD_CAUSES),
     "returned_in_transaction", "reset_failures", "in_use", "idle", "size",
 )
 
-# A failed connect keeps later ones from trying again for this long (doubling up
-# to the maximum), so a dead server costs one connect timeout, not one per thread.
+# After a failed connect the next attempt waits this long (doubling up to the
+# maximum), so a dead server costs one connect timeout per window, not one per thread.
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 1.0
 
@@ -153,6 +153,11 @@ class Pool(Generic[Conn]):
         self._size = 0  # open or being opened
         self._in_use = 0  # checked out or being opened
         self._closed = False
+        # While the database is down, one attempt at a time says whether it is back.
+        self._checked = threading.Condition(self._lock)  # notified when an attempt ends
+        self._checking = False
+        self._attempts = 0  # connect attempts begun, numbered from 1
+        self._last_failed = 0  # the number of the latest attempt that failed
         self._down_until = 0.0
         self._backoff = BACKOFF_FIRST
         self._down_reason = ""
@@ -180,7 +185,7 @@ class Pool(Generic[Conn]):
             else:
                 entry = self._reserve(self.timeout if timeout is None else timeout)
         if entry is None:
-            return self._open()
+            return self._open(self.timeout if timeout is None else timeout)
         entry.out = True
         now = monotonic()
         if now >= entry.expires or now - entry.last_used >= self._suspect_after:
@@ -256,19 +261,22 @@ class Pool(Generic[Conn]):
             self._counts["closed"] += 1
         self._close(entry.conn)
 
-    def _open(self) -> Entry[Conn]:
-        """Open a connection into a slot already reserved; free the slot on failure."""
+    def _open(self, timeout: float | None = None) -> Entry[Conn]:
+        """Open a connection into a slot already reserved; free the slot on failure.
+
+        While the database is down (the last attempt failed), one request at a
+        time makes the next attempt, when the back-off has passed; the others
+        wait for it, at most ``timeout`` seconds (default: the pool's). A
+        request fails only when an attempt begun after it arrived failed, so
+        once the server accepts connections again, none fails.
+        """
+        checker = False
         try:
             with self._lock:
-                now = monotonic()
-                if now < self._down_until:
-                    raise DatabaseUnavailable(
-                        f"Database {self.name!r} is unavailable: {self._down_reason} "
-                        f"(next attempt in {self._down_until - now:.1f} s)."
-                    )
                 if self._down_reason:
-                    # Only this thread retries; the others fail fast meanwhile.
-                    self._down_until = now + self._backoff
+                    checker = self._await_attempt(self.timeout if timeout is None else timeout)
+                self._attempts += 1
+                attempt = self._attempts
             try:
                 conn = self._connect()
             except Exception as exc:
@@ -276,6 +284,7 @@ class Pool(Generic[Conn]):
                 with self._lock:
                     self._counts["connect_failures"] += 1
                     self._down_reason = reason
+                    self._last_failed = max(self._last_failed, attempt)
                     self._down_until = monotonic() + self._backoff
                     self._backoff = min(self._backoff * 2, BACKOFF_MAX)
                 raise DatabaseUnavailable(
@@ -287,6 +296,9 @@ class Pool(Generic[Conn]):
                 self._in_use -= 1
                 if self._waiting:
                     self._cond.notify()
+                if checker:
+                    self._checking = False
+                    self._checked.notify_all()
             raise
         now = monotonic()
         lifetime = self.max_lifetime
@@ -298,7 +310,39 @@ class Pool(Generic[Conn]):
             self._backoff = BACKOFF_FIRST
             self._counts["opened"] += 1
             self._all.add(entry)
+            if checker:
+                self._checking = False
+                self._checked.notify_all()
         return entry
+
+    def _await_attempt(self, timeout: float) -> bool:
+        """With the lock held and the database down: wait until this thread may connect.
+
+        Return True when this thread is to make the next attempt, False when
+        one begun since it arrived succeeded. Raise DatabaseUnavailable when
+        such an attempt failed, or when none ended within ``timeout`` seconds.
+        """
+        arrived = self._attempts
+        deadline = monotonic() + timeout
+        waited = False
+        while self._down_reason:
+            if self._last_failed > arrived:
+                raise DatabaseUnavailable(
+                    f"Database {self.name!r} is unavailable: {self._down_reason}")
+            now = monotonic()
+            if not self._checking and now >= self._down_until:
+                self._checking = True
+                return True
+            if now >= deadline:
+                raise DatabaseUnavailable(
+                    f"Database {self.name!r} is unavailable: {self._down_reason} (no new "
+                    f"attempt to connect ended within {timeout:g} s)")
+            if not waited:
+                waited = True
+                self._counts["reconnect_waits"] += 1
+            until = deadline if self._checking else min(deadline, self._down_until)
+            self._checked.wait(until - now)
+        return False
 
     # ------------------------------------------------------------------- checkin
     def checkin(self, entry: Entry[Conn]) -> None:
