@@ -31,6 +31,7 @@ __all__ = [
     "request_flags",
     "Request",
     "section_directory",
+    "section_name",
     "content_type_set",
     "body_sent",
     "bytes_queued",
@@ -299,6 +300,16 @@ def section_directory(req: Request) -> str | None:
     if hlist is None or hlist.is_location:
         return None
     return hlist.directory or None
+
+
+def section_name(req: Request) -> str:
+    """Name the section whose handler runs as httpd.conf writes it: ``<Directory "/srv/app/">``."""
+    hlist: Any = getattr(req, "hlist", None)
+    directory = getattr(hlist, "directory", None) if hlist is not None else None
+    if not directory:
+        return "the server configuration"
+    kind = "Location" if hlist.is_location else "Directory"
+    return f'<{kind} "{directory}">'
 
 
 def content_type_set(req: Request) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 from . import _apache
 from ._apache import Request
 from ._context import RequestScope
-from ._errors import ConfigError, HTTPError
+from ._errors import HTTPError
 from ._options import options_for
 from .ops.counters import count_request
 from .reload import importer as _importer
@@ -94,8 +94,8 @@ def _serve(req: Request, phase: _phases.Phase, named: _phases.Phase | None = Non
                     module = _importer.acquire_entry(step.entry, scope, plan.interval,
                                                      plan.extra, autoreload=autoreload)
                 except FileNotFoundError:
-                    raise ConfigError(f"PythonOption {step.option} names "
-                                      f"{step.target.path!r}, which does not exist") from None
+                    raise _routing.MissingHandlerFile(
+                        step.option, _apache.section_name(req), step.target.path) from None
                 try:
                     result = _phases.outcome(phase, _routing.find(module, step.target)(req))
                 except Exception as exc:

@@ -73,7 +73,14 @@ class FixedPlan(Plan):
         self.entry = importer.entry_for(self.target.path)
 
     def serve(self, req: Request, scope: RequestScope, autoreload: bool) -> int:
-        module = self.acquire(self.entry, scope, autoreload)
+        try:
+            module = importer.acquire_entry(self.entry, scope, self.interval, self.extra,
+                                            autoreload=autoreload)
+        except FileNotFoundError:
+            # Not a page the client got wrong (404): the configuration names a file
+            # that is not there.
+            raise routing.MissingHandlerFile(routing.OPTION, _apache.section_name(req),
+                                             self.target.path) from None
         return response.call(req, routing.find(module, self.target))
 
 

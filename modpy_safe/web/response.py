@@ -36,6 +36,7 @@ from .._errors import DatabaseError, HTTPError
 from .._redact import scrub
 from ..ops.logs import reference as request_reference
 from .handler import Handler, run
+from .routing import MissingHandlerFile
 
 __all__ = ["call", "render", "handle_error", "refuse", "describe", "Failure", "send_error", "page",
            "redirect", "Redirect", "OK", "DECLINED", "DONE"]
@@ -313,6 +314,16 @@ def describe(req: Request, exc: BaseException, *, debug: bool, where: str = "") 
     dsns = known_dsns()
     trace = scrub("".join(traceback.format_exception(exc)), *dsns)
     where = where or f"{req.method} {req.unparsed_uri}"
+    if isinstance(exc, MissingHandlerFile):
+        # The configuration is wrong until someone fixes it: say what, where and
+        # which path once, then refer to it instead of filling the log.
+        if exc.first_report():
+            log.error("[%s] %s: %s", reference, where, exc)
+        else:
+            log.error("[%s] %s: the handler file named by PythonOption %s is still "
+                      "missing (reported above)", reference, where, exc.option)
+        message = "The server is not set up correctly: a handler file is missing."
+        return Failure(500, f"{message} ({exc})" if debug else message, None, reference)
     if isinstance(exc, DatabaseError):
         reason = scrub(str(exc), *dsns) or type(exc).__name__
         log.error("[%s] %s: database unavailable (%s)\n%s", reference, where, reason,

@@ -30,7 +30,7 @@ from .._errors import ConfigError, HTTPError
 from .._options import HANDLER, Options, as_handler_spec
 
 __all__ = ["Target", "is_fixed", "fixed_target", "resolve_by_url", "find", "parse_spec",
-           "locate", "OPTION"]
+           "locate", "OPTION", "MissingHandlerFile"]
 
 OPTION = "modpy_safe.handler"
 _CACHE_LIMIT = 1024
@@ -76,6 +76,32 @@ def locate(relative: str, directory: str | None, option: str = OPTION) -> str:
         "give an absolute path, or put 'PythonHandler modpy_safe.dispatch' in a "
         "<Directory> section to resolve it against that directory."
     )
+
+
+class MissingHandlerFile(ConfigError):
+    """An option names a handler file that does not exist (a URL-routed page is a 404)."""
+
+    __module__ = "modpy_safe"
+
+    def __init__(self, option: str, section: str, path: str) -> None:
+        super().__init__(
+            f"PythonOption {option} names {path}, which does not exist (for the handler "
+            f"declared in {section}). Create the file or correct the option: a relative "
+            "name is looked up in that section's directory, then on sys.path.")
+        self.option, self.section, self.path = option, section, path
+
+    def first_report(self) -> bool:
+        """Return True the first time this process reports this option, section and path."""
+        key = (self.option, self.section, self.path)
+        with _lock:
+            if key in _reported:
+                return False
+            _reported.add(key)
+            return True
+
+
+# What MissingHandlerFile has reported in this process: its detail goes to the log once.
+_reported: set[tuple[str, str, str]] = set()
 
 
 def is_fixed(options: Options) -> bool:
