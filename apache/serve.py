@@ -12,6 +12,7 @@ too, so what they check is what ``make run`` serves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pwd
 import signal
@@ -20,11 +21,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 # Run as a script (.venv/bin/python apache/serve.py): the checkout must be importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from modpy_safe.testing import (
+    APACHE2,
     CHECKOUT,
     MPMS,
     Httpd,
@@ -175,6 +178,56 @@ def _remembered_port(base: Path) -> int | None:
     return port
 
 
+def say(text: str, stream: TextIO | None = None) -> None:
+    """Print ``text``; a terminal that was closed (SIGHUP) must not stop the clean-up."""
+    with contextlib.suppress(OSError):
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+def _alive(pid: int, mentions: str) -> bool:
+    """Return True when process ``pid`` runs and its command line mentions ``mentions``.
+
+    A pid file outlives its process (a reboot, a kill -9): the number may belong
+    to an unrelated process by now, which must never get our signal.
+    """
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return mentions.encode() in cmdline
+
+
+def stop_orphans(state: Path) -> list[str]:
+    """Stop the httpd and PostgreSQL an earlier run left in ``state``; return what was stopped.
+
+    An earlier 'make run' that was killed (or, before SIGHUP was handled, lost
+    its terminal) leaves both running. Reused, they would serve the old
+    configuration, and the cluster would keep listening on its old port while
+    this run wrote a new one into ``state/pg/port``.
+    """
+    stopped = []
+    conf = state / "httpd" / "httpd.conf"
+    try:
+        pid = int((state / "httpd" / "run" / "httpd.pid").read_text())
+    except (OSError, ValueError):
+        pid = 0
+    if pid and _alive(pid, str(conf)):
+        subprocess.run([APACHE2, "-f", str(conf), "-k", "stop"], capture_output=True)
+        for _ in range(400):  # bounded: httpd lets running requests finish
+            if not _alive(pid, str(conf)):
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        stopped.append(f"httpd (pid {pid})")
+    if (state / "pg" / "data" / "PG_VERSION").exists():
+        postgres = PostgresServer(state / "pg")
+        if postgres.is_running():
+            postgres.stop()
+            stopped.append(f"PostgreSQL ({postgres.data})")
+    return stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--mpm", default="prefork", choices=MPMS)
@@ -207,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         stopping = True
 
     # Installed before anything starts, so Ctrl-C during start-up still cleans up.
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    # SIGHUP: the terminal was closed; without a handler it would kill this
+    # process alone and leave httpd and PostgreSQL running.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     postgres: PostgresServer | None = None
     httpd: Httpd | None = None
     try:
@@ -216,30 +271,37 @@ def main(argv: list[str] | None = None) -> int:
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o755)  # postgres and www-data must reach their directories
         pidfile.write_text(str(os.getpid()))
+        for what in stop_orphans(state):
+            say(f"modpy_safe: stopped {what}, left running by an earlier 'make run'")
         postgres = PostgresServer(state / "pg", port=_remembered_port(state / "pg"))
         postgres.init()
         postgres.start()
         (state / "pg" / "port").write_text(str(postgres.port))
         directory, options, extra = site_config(handlers, postgres.dsn_for(APPLICATION_NAME))
+        if args.mpm == "prefork":
+            # A prefork child waits on an idle keep-alive connection for KeepAliveTimeout;
+            # a browser holds a few, so with the two children here its next request would
+            # wait seconds for a free one.
+            extra += "KeepAlive Off\n"
         httpd = Httpd(state / "httpd", mpm=args.mpm, port=args.port, docroot=handlers,
                       directory=directory, options=options, extra=extra, debug=True,
                       purpose="make run", preload=False)  # site_config preloads its own
         if not stopping:
             httpd.start()
         base = httpd.url("")
-        print(f"modpy_safe: serving {handlers} under the {args.mpm} MPM")
-        print(f"  app:        {base}/")
-        print(f"  API:        {base}/api/notes")
-        print(f"  status:     {base}/status")
-        print(f"  health:     {base}/health")
-        print(f"  error log:  {httpd.error_log_path}")
-        print(f"  database:   {postgres.data} (port {postgres.port}, log {postgres.logfile})")
-        print("Edit a file in handlers/ and reload the page to see it change.")
-        print("Press Ctrl-C to stop (or run 'make stop' in another terminal).", flush=True)
+        say(f"modpy_safe: serving {handlers} under the {args.mpm} MPM\n"
+            f"  app:        {base}/\n"
+            f"  API:        {base}/api/notes\n"
+            f"  status:     {base}/status\n"
+            f"  health:     {base}/health\n"
+            f"  error log:  {httpd.error_log_path}\n"
+            f"  database:   {postgres.data} (port {postgres.port}, log {postgres.logfile})\n"
+            "Edit a file in handlers/ and reload the page to see it change.\n"
+            "Press Ctrl-C to stop (or run 'make stop' in another terminal).")
         while not stopping:
             time.sleep(0.2)
     except SetupError as exc:
-        print(f"modpy_safe: {exc}", file=sys.stderr, flush=True)
+        say(f"modpy_safe: {exc}", sys.stderr)
         return 1
     finally:
         # httpd first: its children close their connections as they exit.
@@ -249,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             postgres.stop()
         pidfile.unlink(missing_ok=True)
         if httpd is not None or postgres is not None:
-            print("modpy_safe: httpd and PostgreSQL stopped", flush=True)
+            say("modpy_safe: httpd and PostgreSQL stopped")
     return 0
 
 

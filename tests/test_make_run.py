@@ -275,3 +275,124 @@ def test_make_run_explains_when_httpd_cannot_read_the_handlers() -> None:
             handlers / "index.py")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _postmaster_port(state: Path) -> int:
+    """Return the port the running cluster in ``state`` listens on (its postmaster.pid)."""
+    lines = (state / "pg" / "data" / "postmaster.pid").read_text().splitlines()
+    return int(lines[3])
+
+
+def _browser_request(port: int) -> tuple[Any, bytes]:
+    """Send one keep-alive GET /health as a browser does; return the socket and the answer."""
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return sock, head
+
+
+def _closed_by_server(sock: Any, tries: int = 40) -> bool:
+    """Poll (bounded, well under Apache's 5 s KeepAliveTimeout) for the server's end of ``sock``."""
+    import select
+
+    for _ in range(tries):
+        if select.select([sock], [], [], 0.05)[0]:
+            return sock.recv(1) == b""
+    return False
+
+
+@pytest.mark.httpd
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_closing_the_terminal_stops_httpd_and_postgres() -> None:
+    """SIGHUP to the terminal's process group (the window closed) cleans up like Ctrl-C."""
+    tmp = make_tempdir("modpy_safe-make-run-hup-")
+    state, port = tmp / "state", free_port()
+    run: MakeRun | None = None
+    try:
+        run = MakeRun(state, port, "event", served_handlers(tmp))
+        urls = run.wait_ready()
+        assert fetch(urls["health"])[0] == 200
+        assert processes_using(state)
+        os.killpg(run.proc.pid, signal.SIGHUP)
+        assert run.wait_exit() in (0, -signal.SIGHUP, 2), run.output()
+        wait_until_gone(state)  # serve.py, httpd and PostgreSQL
+        assert "httpd and PostgreSQL stopped" in run.output()
+        assert port_is_closed(port)
+        assert not (state / "serve.pid").exists()
+    finally:
+        if run is not None:
+            run.kill()
+            if processes_using(state):
+                subprocess.run(["make", "--no-print-directory", "stop", f"STATE={state}"],
+                               cwd=CHECKOUT, capture_output=True, timeout=120)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.httpd
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_new_run_replaces_what_a_killed_run_left_and_prefork_frees_idle_browsers() -> None:
+    """After a kill -9 of 'make run', the next one stops the orphans and writes the real port.
+
+    Its prefork site then answers a third browser connection while two others
+    stay connected: the server closes an answered connection instead of keeping
+    one of its two children waiting for the browser's next request.
+    """
+
+    tmp = make_tempdir("modpy_safe-make-run-orphans-")
+    state, port = tmp / "state", free_port()
+    handlers = served_handlers(tmp)
+    run: MakeRun | None = None
+    held: list[Any] = []
+    try:
+        run = MakeRun(state, port, "event", handlers)
+        run.wait_ready()
+        orphaned_httpd = int((state / "httpd" / "run" / "httpd.pid").read_text())
+        old_pg_port = _postmaster_port(state)
+        serve_pid = int((state / "serve.pid").read_text())
+        os.kill(serve_pid, signal.SIGKILL)  # no clean-up at all: httpd and PostgreSQL stay
+        run.wait_exit()
+        assert processes_using(state), "the killed run left nothing behind to test with"
+        # The orphan still holds the cluster's port: a naive restart would move the port
+        # file to a new one while the orphan keeps serving on the old.
+        assert _postmaster_port(state) == old_pg_port
+
+        run = MakeRun(state, port, "prefork", handlers)
+        urls = run.wait_ready()
+        output = run.output()
+        assert f"stopped httpd (pid {orphaned_httpd})" in output, output
+        assert "stopped PostgreSQL" in output, output
+        assert not Path(f"/proc/{orphaned_httpd}").exists() or orphaned_httpd != int(
+            (state / "httpd" / "run" / "httpd.pid").read_text())
+        assert int((state / "pg" / "port").read_text()) == _postmaster_port(state)
+        status, _, listing = fetch(urls["API"])
+        assert status == 200, listing[:500]
+
+        for _ in range(2):  # two browser connections, answered and left open
+            sock, head = _browser_request(port)
+            held.append(sock)
+            assert head.startswith(b"HTTP/1.1 200"), head
+        # Answered, the server lets go of them: no child waits for their next request
+        # (it would for KeepAliveTimeout, 5 s), so a third connection finds one free.
+        assert all(_closed_by_server(sock) for sock in held), "a child waits on an idle browser"
+        assert fetch(urls["health"])[0] == 200
+    finally:
+        for conn in held:
+            conn.close()
+        if run is not None:
+            run.kill()
+        if processes_using(state):
+            subprocess.run(["make", "--no-print-directory", "stop", f"STATE={state}"],
+                           cwd=CHECKOUT, capture_output=True, timeout=120)
+        for line in processes_using(state):  # what make stop cannot reach: the orphans
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
