@@ -68,9 +68,8 @@ PythonHandler modpy_safe.publisher
     extra = f"""
 # One named interpreter for the whole site, so the status page sees the app's modules.
 PythonInterpreter notes
-# Import the framework (and psycopg2) when each child starts, before its threads
-# serve anything: psycopg2's first import is not safe when two threads race to it,
-# which a threaded MPM's first requests otherwise do.
+# Import the framework when each child starts (an optimisation: without it a
+# threaded MPM's first burst may make mod_python create an interpreter per thread).
 PythonImport modpy_safe.dispatch notes
 PythonImport modpy_safe.publisher notes
 PythonImport modpy_safe.status notes

@@ -104,13 +104,21 @@ def _find_or_make_lock() -> str:
 
 @contextlib.contextmanager
 def process_lock() -> Iterator[None]:
-    """Hold the lock shared by every interpreter of this process (and by its forks)."""
+    """Hold the lock shared by every interpreter of this process (and by its forks).
+
+    Without ``/proc`` or memfd (not Linux) there is no such lock: the block runs
+    unguarded, as it would without modpy_safe.
+    """
     global _lock_path
-    if _lock_path is None or not _is_lock(_lock_path):
-        _lock_path = _find_or_make_lock()
-    # A new open file description each time: flock() excludes every other
-    # description of the file, also one opened by another thread of this process.
-    fd = os.open(_lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _lock_path is None or not _is_lock(_lock_path):
+            _lock_path = _find_or_make_lock()
+        # A new open file description each time: flock() excludes every other
+        # description of the file, also one opened by another thread of this process.
+        fd = os.open(_lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, AttributeError):
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # waits without holding the GIL
         yield
