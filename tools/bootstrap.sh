@@ -15,9 +15,10 @@ extras="test"
 case "$purpose" in
   run) extras="test" ;;
   # psycopg 3, psycopg_pool and SQLAlchemy: the reload tests hold connections
-  # the ways real code does, inside httpd's system Python.
+  # the ways real code does, inside httpd's system Python. python3-pip:
+  # tests/test_getting_started.py installs modpy_safe as the guide says.
   test) packages+=(pgbouncer wrk chromium chromium-driver python3-psycopg python3-psycopg-pool
-                   python3-sqlalchemy) ;;
+                   python3-sqlalchemy python3-pip) ;;
   bench) packages+=(wrk pgbouncer); extras="test,bench" ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
 esac
