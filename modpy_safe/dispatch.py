@@ -95,7 +95,8 @@ def _serve(req: Request, phase: _phases.Phase, named: _phases.Phase | None = Non
                                                      plan.extra, autoreload=autoreload)
                 except FileNotFoundError:
                     raise _routing.MissingHandlerFile(
-                        step.option, _apache.section_name(req), step.target.path) from None
+                        step.option, _apache.section_name(req), step.target.path,
+                        status=500) from None
                 try:
                     result = _phases.outcome(phase, _routing.find(module, step.target)(req))
                 except Exception as exc:

@@ -77,8 +77,8 @@ class FixedPlan(Plan):
             module = importer.acquire_entry(self.entry, scope, self.interval, self.extra,
                                             autoreload=autoreload)
         except FileNotFoundError:
-            # Not a page the client got wrong (404): the configuration names a file
-            # that is not there.
+            # 404 as for a page the URL names, but the configuration is what names the
+            # missing file: the log says which option, section and path.
             raise routing.MissingHandlerFile(routing.OPTION, _apache.section_name(req),
                                              self.target.path) from None
         return response.call(req, routing.find(module, self.target))

@@ -322,8 +322,9 @@ def describe(req: Request, exc: BaseException, *, debug: bool, where: str = "") 
         else:
             log.error("[%s] %s: the handler file named by PythonOption %s is still "
                       "missing (reported above)", reference, where, exc.option)
-        message = "The server is not set up correctly: a handler file is missing."
-        return Failure(500, f"{message} ({exc})" if debug else message, None, reference)
+        message = ("There is no page at this address." if exc.status == 404 else
+                   "The server is not set up correctly: a handler file is missing.")
+        return Failure(exc.status, f"{message} ({exc})" if debug else message, None, reference)
     if isinstance(exc, DatabaseError):
         reason = scrub(str(exc), *dsns) or type(exc).__name__
         log.error("[%s] %s: database unavailable (%s)\n%s", reference, where, reason,

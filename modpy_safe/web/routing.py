@@ -79,11 +79,17 @@ def locate(relative: str, directory: str | None, option: str = OPTION) -> str:
 
 
 class MissingHandlerFile(ConfigError):
-    """An option names a handler file that does not exist (a URL-routed page is a 404)."""
+    """An option names a handler file that does not exist.
+
+    ``status`` is what the client gets: 404 for the content (the file may be
+    on its way, as for a URL-routed page), 500 for a phase before it, which
+    fails closed.
+    """
 
     __module__ = "modpy_safe"
 
-    def __init__(self, option: str, section: str, path: str) -> None:
+    def __init__(self, option: str, section: str, path: str, *, status: int = 404) -> None:
+        self.status = status
         super().__init__(
             f"PythonOption {option} names {path}, which does not exist (for the handler "
             f"declared in {section}). Create the file or correct the option: a relative "

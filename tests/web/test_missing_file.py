@@ -3,8 +3,9 @@
 ``PythonOption modpy_safe.handler`` (or a per-phase option such as
 ``modpy_safe.authenhandler``) naming a missing file is a configuration error:
 the error log says which option, in which section, names which path, once per
-process; the client gets 500 with a reference, and the details only with
-``PythonDebug On``. A URL that names no page stays a plain 404.
+process; the client gets a 404 for the content (500 for a phase before it,
+which fails closed) with a reference, and the details only with
+``PythonDebug On``. A URL that names no page stays a plain 404, unlogged.
 """
 from __future__ import annotations
 
@@ -52,10 +53,10 @@ def test_the_log_names_option_section_and_path_once(httpd: Any) -> None:
     server = _server(httpd, debug=False)
     missing = f"{server.docroot}/fixed/nothere.py"
     answers = [server.get("/fixed/page") for _ in range(3)]
-    assert [r.status for r in answers] == [500, 500, 500]
+    assert [r.status for r in answers] == [404, 404, 404]
     for r in answers:
         assert b"nothere" not in r.body and b"Directory" not in r.body  # details: log only
-        assert b"a handler file is missing" in r.body
+        assert b"There is no page at this address." in r.body
     log = server.error_log()
     told = (f"PythonOption modpy_safe.handler names {missing}, which does not exist (for "
             f'the handler declared in <Directory "{server.docroot}/fixed/">)')
@@ -82,7 +83,7 @@ def test_a_per_phase_option_is_named_and_the_phase_fails_closed(httpd: Any) -> N
 def test_with_python_debug_the_page_says_it_too(httpd: Any) -> None:
     server = _server(httpd, debug=True)
     r = server.get("/fixed/page")
-    assert r.status == 500
+    assert r.status == 404
     assert (f"PythonOption modpy_safe.handler names {server.docroot}/fixed/nothere.py, which "
             "does not exist (for the handler declared in &lt;Directory "
             f"&quot;{server.docroot}/fixed/&quot;&gt;)") in r.text, r.text
