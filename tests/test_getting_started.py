@@ -190,33 +190,35 @@ def test_the_walk_through_works_on_stock_debian_apache(place: Path) -> None:
     conf.write_text(here(apaches[0]))
     debian.run(*enable)
     assert (debian.confdir / "conf-enabled" / f"{enable[1]}.conf").exists()
-    debian.apache2("start")
-    url = next(w[1] for w in steps if w[0] == "curl")
-    path = re.sub(r"^http://localhost", "", url)
-    assert debian.request(path) == (200, "Hello, world!"), debian.error_log()[-3000:]
-    assert "mpm_event:notice" in debian.error_log()
-    (site / "hello.py").write_text(pythons[1][1])  # the edit: no reload of Apache
-    debian.wait_for(path, '"version": 2')
-
-    # A resource as a class: greet.py, its <Files> section inside the <Directory>.
-    title, greet = pythons[2]
-    assert title == "greet.py"
-    (site / "greet.py").write_text(greet)
-    files_section = next(body for lang, t, body in blocks if t == "site.conf" and "<Files" in body)
-    files_section = files_section.replace("PythonHandler modpy_safe.dispatch\n", "")
-    conf.write_text(conf.read_text().replace("</Directory>", _indent(files_section)
-                                             + "</Directory>"))
-    debian.apache2("graceful")
-    debian.wait_for("/site/greet.py?name=Zo%C3%AB", "Zoë")
-    status, text = debian.request("/site/greet.py", body="name=Ada")
-    assert status == 201 and json.loads(text) == {"hello": "Ada"}
-    assert '"version": 2' in debian.request(path)[1]  # hello.py is still its own page
-
-    # Talking to PostgreSQL: the role and database the page creates, the DSN it adds.
-    postgres = PostgresServer(place / "pg")
-    postgres.init()
-    postgres.start()
+    postgres: PostgresServer | None = None
     try:
+        debian.apache2("start")
+        url = next(w[1] for w in steps if w[0] == "curl")
+        path = re.sub(r"^http://localhost", "", url)
+        assert debian.request(path) == (200, "Hello, world!"), debian.error_log()[-3000:]
+        assert "mpm_event:notice" in debian.error_log()
+        (site / "hello.py").write_text(pythons[1][1])  # the edit: no reload of Apache
+        debian.wait_for(path, '"version": 2')
+
+        # A resource as a class: greet.py, its <Files> section inside the <Directory>.
+        title, greet = pythons[2]
+        assert title == "greet.py"
+        (site / "greet.py").write_text(greet)
+        files_section = next(body for _lang, t, body in blocks
+                             if t == "site.conf" and "<Files" in body)
+        files_section = files_section.replace("PythonHandler modpy_safe.dispatch\n", "")
+        conf.write_text(conf.read_text().replace("</Directory>", _indent(files_section)
+                                                 + "</Directory>"))
+        debian.apache2("graceful")
+        debian.wait_for("/site/greet.py?name=Zo%C3%AB", "Zoë")
+        status, text = debian.request("/site/greet.py", body="name=Ada")
+        assert status == 201 and json.loads(text) == {"hello": "Ada"}
+        assert '"version": 2' in debian.request(path)[1]  # hello.py is still its own page
+
+        # Talking to PostgreSQL: the role and database the page creates, the DSN it adds.
+        postgres = PostgresServer(place / "pg")
+        postgres.init()
+        postgres.start()
         psql = next(w for w in steps if w[0] == "psql")
         postgres.admin_execute(psql[psql.index("-c") + 1])
         createdb = next(w for w in steps if w[0] == "createdb")
@@ -233,7 +235,8 @@ def test_the_walk_through_works_on_stock_debian_apache(place: Path) -> None:
         assert debian.request("/site/visits.py") == (200, "visit number 2")
     finally:
         debian.stop()
-        postgres.stop("immediate")
+        if postgres is not None:
+            postgres.stop("immediate")
 
 
 def _indent(text: str) -> str:
