@@ -117,9 +117,10 @@ _classes_lock = threading.Lock()
 def driver_class(name: str) -> Any:
     """Return the driver class registered as ``name``, importing its module once.
 
-    The import runs under one lock per process: a C extension imported by
-    several threads of a fresh interpreter at once is where the cold-start
-    race of threaded MPMs lives.
+    The lock keeps two threads of this interpreter from importing it twice.
+    The cold-start race between interpreters (psycopg2's C module set up twice
+    in one process) is cured by ``reload/coldstart.py``, which serializes that
+    first import across the whole process.
     """
     found = _classes.get(name)
     if found is not None:
