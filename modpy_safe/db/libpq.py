@@ -29,6 +29,8 @@ class LibpqDriver(BaseDriver[Any]):
     """
 
     OperationalError: type[Exception]
+    #: What the driver's DSN parser raises for a string libpq cannot parse.
+    DsnError: type[Exception]
     default_connect: Callable[..., Any]
 
     def __init__(self, dsn: str, *, discard: bool = False,
@@ -59,6 +61,19 @@ class LibpqDriver(BaseDriver[Any]):
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------
+    @classmethod
+    def validate_dsn(cls, raw: str) -> str:
+        """Accept a libpq DSN or URI that libpq can parse."""
+        if not raw.strip():
+            raise ValueError("allowed: a libpq string such as 'host=... dbname=...' or a URI")
+        try:
+            cls.parse_dsn(raw)
+        except cls.DsnError as exc:
+            # libpq quotes the part it choked on, which may be the password.
+            reason = scrub(" ".join(str(exc).split()), raw)
+            raise ValueError(f"allowed: a libpq connection string or URI ({reason})") from None
+        return raw
+
     def connect(self) -> Any:
         """Open a connection; add connect_timeout unless the DSN or PGCONNECT_TIMEOUT sets it."""
         dsn = self.dsn

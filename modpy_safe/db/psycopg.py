@@ -15,7 +15,6 @@ import psycopg
 from psycopg import conninfo as _conninfo
 from psycopg.pq import TransactionStatus
 
-from .._redact import scrub
 from .libpq import CONNECT_TIMEOUT, LibpqDriver
 
 __all__ = ["PsycopgDriver", "DRIVER", "validate_dsn", "CONNECT_TIMEOUT"]
@@ -27,18 +26,6 @@ _DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 # checked-out connection's descriptor is used by one thread at a time.
 _pollers: dict[int, Any] = {}
 
-
-def validate_dsn(raw: str) -> str:
-    """Accept a libpq DSN or URI that libpq can parse."""
-    if not raw.strip():
-        raise ValueError("allowed: a libpq string such as 'host=... dbname=...' or a URI")
-    try:
-        _conninfo.conninfo_to_dict(raw)
-    except psycopg.ProgrammingError as exc:
-        # libpq quotes the part it choked on, which may be the password.
-        reason = scrub(" ".join(str(exc).split()), raw)
-        raise ValueError(f"allowed: a libpq connection string or URI ({reason})") from None
-    return raw
 
 
 def _run_autocommit(conn: Any, sql: str) -> Any:
@@ -62,7 +49,7 @@ class PsycopgDriver(LibpqDriver):
 
     name = "psycopg"
     OperationalError = psycopg.OperationalError
-    validate_dsn = staticmethod(validate_dsn)
+    DsnError = psycopg.ProgrammingError
     default_connect = staticmethod(psycopg.connect)
 
     @staticmethod
@@ -149,3 +136,5 @@ class PsycopgDriver(LibpqDriver):
 
 
 DRIVER = PsycopgDriver
+
+validate_dsn = DRIVER.validate_dsn

@@ -11,7 +11,6 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions as _ext
 
-from .._redact import scrub
 from .libpq import CONNECT_TIMEOUT, LibpqDriver
 
 __all__ = ["Psycopg2Driver", "DRIVER", "validate_dsn", "CONNECT_TIMEOUT"]
@@ -23,18 +22,6 @@ _DIRTY = (_ext.TRANSACTION_STATUS_INTRANS, _ext.TRANSACTION_STATUS_INERROR)
 # checked-out connection's descriptor is used by one thread at a time.
 _pollers: dict[int, Any] = {}
 
-
-def validate_dsn(raw: str) -> str:
-    """Accept a libpq DSN or URI that libpq can parse."""
-    if not raw.strip():
-        raise ValueError("allowed: a libpq string such as 'host=... dbname=...' or a URI")
-    try:
-        _ext.parse_dsn(raw)
-    except psycopg2.ProgrammingError as exc:
-        # libpq quotes the part it choked on, which may be the password.
-        reason = scrub(str(exc).strip(), raw)
-        raise ValueError(f"allowed: a libpq connection string or URI ({reason})") from None
-    return raw
 
 
 def _run_autocommit(conn: Any, sql: str) -> Any:
@@ -57,7 +44,7 @@ class Psycopg2Driver(LibpqDriver):
 
     name = "psycopg2"
     OperationalError = psycopg2.OperationalError
-    validate_dsn = staticmethod(validate_dsn)
+    DsnError = psycopg2.ProgrammingError
     default_connect = staticmethod(psycopg2.connect)
     parse_dsn = staticmethod(_ext.parse_dsn)
     make_dsn = staticmethod(_ext.make_dsn)
@@ -123,3 +110,5 @@ class Psycopg2Driver(LibpqDriver):
 
 
 DRIVER = Psycopg2Driver
+
+validate_dsn = DRIVER.validate_dsn
