@@ -4,9 +4,16 @@ mod_python serves one request per thread at a time, but an internal redirect
 runs a nested request in the same thread, so both are kept as stacks (the
 request scopes as a chain of ``outer`` links).
 
-* A :class:`RequestScope` is opened by the dispatcher and the publisher around
-  each request. Code that must act when the request ends (a per-request
-  connection, a lease on a module instance) registers a cleanup with it.
+* A :class:`RequestScope` is what code running for a request asks for with
+  :func:`current_scope`. Code that must act when the request ends (a
+  per-request connection, a lease on a module instance) registers a cleanup
+  with it. The dispatcher's and the publisher's plans do not make one per
+  request: they put a *pending* scope, the tuple ``(req, options, debug)``,
+  in the thread's slot, and :func:`current_scope` turns it into a
+  RequestScope the first time something asks (forms, a per-request
+  connection, an import at request time, a log line's reference). The plan
+  closes that scope, if one was made, when the request ends
+  (:func:`end_pending`); most requests never make one.
 * A :class:`Loading` is pushed by the importer while a new module instance's
   code runs, so a ``Database(...)`` declared at module level can find the
   previous instance's namespace and hand its object over.
@@ -22,13 +29,15 @@ from typing import Any
 from ._apache import Request
 from ._options import Options
 
-__all__ = ["RequestScope", "Loading", "current_scope", "current_loading", "current_options"]
+__all__ = ["RequestScope", "Loading", "current_scope", "current_loading", "current_options",
+           "end_pending"]
 
 log = logging.getLogger("modpy_safe.context")
 
 class _Local(threading.local):
     # Class attributes are every thread's defaults, so reading them never fails.
-    scope: "RequestScope | None" = None
+    # A RequestScope, a pending scope (req, options, debug), or None.
+    scope: "RequestScope | tuple[Any, Options, bool] | None" = None
     loadings: "list[Loading]"  # set on first use in each thread
 
 
@@ -40,16 +49,15 @@ class RequestScope:
 
     Scopes of one thread form a chain (``outer`` is the scope an internal
     redirect interrupted), so entering and leaving one is two attribute writes.
-    The importer's lease on the instance a request runs on is kept in three
+    The importer's lease on the instance a request runs on is kept in two
     slots rather than as a cleanup (no object made per request):
-    ``lease_release(lease_owners, lease_token)`` runs after every cleanup, as
-    the first cleanup registered would. ``lease_token`` is 0 while none is
-    held; a scope holds one such lease, further ones go through
-    :meth:`add_cleanup`.
+    ``lease_release(lease_owners)`` runs after every cleanup, as the first
+    cleanup registered would. ``lease_owners`` is None while none is held; a
+    scope holds one such lease, further ones go through :meth:`add_cleanup`.
     """
 
     __slots__ = ("req", "options", "debug", "_cleanups", "data", "outer",
-                 "lease_owners", "lease_token", "lease_release")
+                 "lease_owners", "lease_release")
 
     def __init__(self, req: Request, options: Options, *, debug: bool = False) -> None:
         self.req = req
@@ -58,25 +66,24 @@ class RequestScope:
         self._cleanups: list[Callable[[], None]] = []
         #: Free slots for framework components (e.g. per-request connections).
         self.data: dict[str, Any] = {}
-        self.outer: RequestScope | None = None
-        self.lease_token = 0
+        self.outer: RequestScope | tuple[Any, Options, bool] | None = None
         self.lease_owners: Any = None
-        self.lease_release: Callable[[Any, int], None] | None = None
+        self.lease_release: Callable[[Any], None] | None = None
 
     def add_cleanup(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` when the request ends, normally or by an exception."""
         self._cleanups.append(fn)
 
-    def hold(self, owners: Any, token: int, release: Callable[[Any, int], None]) -> None:
-        """Keep the lease ``token`` on ``owners`` until the request ends, after its cleanups.
+    def hold(self, owners: Any, release: Callable[[Any], None]) -> None:
+        """Keep the lease on ``owners`` until the request ends, after its cleanups.
 
-        The first lease fills the three slots (no object made); a further one
+        The first lease fills the two slots (no object made); a further one
         (an instance imported at request time) becomes a cleanup.
         """
-        if self.lease_token:
-            self._cleanups.append(functools.partial(release, owners, token))
+        if self.lease_owners is not None:
+            self._cleanups.append(functools.partial(release, owners))
         else:
-            self.lease_owners, self.lease_token, self.lease_release = owners, token, release
+            self.lease_owners, self.lease_release = owners, release
 
     def close(self) -> None:
         """Run the cleanups, last registered first; one failing never stops the rest.
@@ -94,12 +101,12 @@ class RequestScope:
             self._end_lease()
 
     def _end_lease(self) -> None:
-        token = self.lease_token
-        if token:
-            release, owners = self.lease_release, self.lease_owners
-            self.lease_token, self.lease_owners, self.lease_release = 0, None, None
+        owners = self.lease_owners
+        if owners is not None:
+            release = self.lease_release
+            self.lease_owners, self.lease_release = None, None
             assert release is not None
-            release(owners, token)
+            release(owners)
 
     def __enter__(self) -> "RequestScope":
         self.outer = _local.scope
@@ -110,7 +117,7 @@ class RequestScope:
         try:
             if self._cleanups:
                 self.close()
-            elif self.lease_token:
+            elif self.lease_owners is not None:
                 self._end_lease()
         finally:
             if _local.scope is self:
@@ -159,8 +166,39 @@ def _loadings() -> list[Loading]:
 
 
 def current_scope() -> RequestScope | None:
-    """Return the innermost request scope of this thread, or None."""
-    return _local.scope
+    """Return the innermost request scope of this thread, or None.
+
+    A pending scope (see the module docstring) becomes a RequestScope here,
+    the first time anything asks for it.
+    """
+    scope = _local.scope
+    if scope is None or type(scope) is RequestScope:
+        return scope
+    return _materialize(scope)
+
+
+def _materialize(pending: Any) -> RequestScope:
+    if isinstance(pending, RequestScope):  # a subclass
+        return pending
+    req, options, debug = pending
+    scope = RequestScope(req, options, debug=debug)
+    # The plan that put the pending scope there restores the slot itself.
+    _local.scope = scope
+    return scope
+
+
+def end_pending(pending: tuple[Any, Options, bool], outer: Any) -> None:
+    """End the request whose pending scope is ``pending``; put ``outer`` back in the slot.
+
+    A scope made from it on the way (see :func:`current_scope`) is closed
+    first: its cleanups, then the leases it holds.
+    """
+    scope = _local.scope
+    try:
+        if scope is not pending and isinstance(scope, RequestScope):
+            scope.close()
+    finally:
+        _local.scope = outer
 
 
 def current_loading() -> Loading | None:
@@ -172,4 +210,6 @@ def current_loading() -> Loading | None:
 def current_options() -> Options | None:
     """Return the options of the request this thread is serving, or None."""
     scope = _local.scope
-    return scope.options if scope is not None else None
+    if scope is None:
+        return None
+    return scope.options if isinstance(scope, RequestScope) else scope[1]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import threading
 
-__all__ = ["count_request", "count_reload_failure", "requests", "reload_failures"]
+__all__ = ["count_request", "count_reload_failure", "requests", "reload_failures", "tick",
+           "start_publishing"]
 
 _requests = itertools.count()
 _failures = itertools.count()
@@ -25,6 +26,17 @@ _started = False
 def count_request() -> None:
     """Count one request served by a modpy_safe handler (and start publishing in this child)."""
     next(_requests)
+    if not _started:
+        _start()
+
+
+#: Count one request with no Python call at all: the request plans of
+#: ``web/plan.py`` use it, having called :func:`start_publishing` when built.
+tick = _requests.__next__
+
+
+def start_publishing() -> None:
+    """Start publishing this child's counts, if nothing has yet."""
     if not _started:
         _start()
 

@@ -27,7 +27,7 @@ import logging
 import threading
 from typing import Any
 
-from .._context import _local
+from .._context import current_scope
 
 __all__ = ["ApplicationLogHandler", "install", "reference", "python_level", "apache_level"]
 
@@ -73,7 +73,7 @@ def reference(new: Any = None) -> str | None:
     short random id from ``new()``. The error page of a failed request shows
     the same id.
     """
-    scope = _local.scope
+    scope = current_scope()
     if scope is None:
         return None
     found = scope.data.get(_REFERENCE)
@@ -107,7 +107,7 @@ class ApplicationLogHandler(logging.Handler):
             text = self.format(record)
             ref = reference()
             level = apache_level(record.levelno)
-            scope = _local.scope
+            scope = current_scope()
             req: Any = scope.req if scope is not None else None
             lines = text.splitlines() or [""]
             suffix = f" [ref {ref}]" if ref else ""

@@ -15,6 +15,8 @@ Interface used by the rest of modpy_safe:
     reload interval and the ``reload.path`` directories (the dispatcher, the
     publisher): within the interval a request is one clock read and one lease.
     The lease goes into the scope's ``lease_*`` slots and ends after its cleanups.
+``take(entry, interval, extra, *, autoreload, debug, req) -> (instance, owners)``
+    The same without a scope: the caller ends the lease with ``release(owners)``.
 ``import_module(path) -> module`` (public as ``modpy_safe.import_module``)
     For code in a handler file: the current instance of another file, relative
     to the caller's directory, recorded as the caller's dependency.
@@ -36,10 +38,12 @@ import os
 import sys
 import time
 import types
+from typing import Any
 
 from .._context import RequestScope
 from .._options import RELOAD_INTERVAL
 from .loader import extra_dirs, fresh, import_child
+from .resources import Owner
 from .versions import (
     Entry,
     FileRecord,
@@ -55,7 +59,7 @@ from .versions import (
     sweeper,
 )
 
-__all__ = ["acquire", "acquire_entry", "entry_for", "import_module", "records", "close_all",
+__all__ = ["acquire", "acquire_entry", "take", "release", "entry_for", "import_module", "records", "close_all",
            "ImportFailed", "FileRecord", "ReloadError"]
 
 # ---------------------------------------------------------------- public API
@@ -72,18 +76,30 @@ def acquire(path: str, scope: RequestScope, *, autoreload: bool = True) -> types
 def acquire_entry(entry: Entry, scope: RequestScope, interval: float,
                   extra: tuple[str, ...], *, autoreload: bool = True) -> types.ModuleType:
     """:func:`acquire` for callers that keep ``entry``, the interval and the
-    ``reload.path`` directories per configuration (the dispatcher, the publisher).
+    ``reload.path`` directories per configuration (the phases, the filters).
 
     Within the interval it is one clock read and one lease: no lock, no stat.
+    """
+    inst, owners = take(entry, interval, extra, autoreload=autoreload, debug=scope.debug,
+                        req=scope.req)
+    scope.hold(owners, release)
+    return inst.module
+
+
+def take(entry: Entry, interval: float, extra: tuple[str, ...], *, autoreload: bool,
+         debug: bool, req: Any = None) -> tuple[Instance, list[Owner]]:
+    """Return ``entry``'s current instance, leased, and the owners :func:`release` ends it on.
+
+    The caller releases the lease when its request ends (the plans of
+    ``web/plan.py`` do it themselves; :func:`acquire_entry` leaves it to a scope).
     """
     while True:
         inst = entry.instance
         if inst is None or (autoreload and time.monotonic() - entry.checked_at >= interval):
-            inst = fresh(entry, extra, interval, debug=scope.debug, req=scope.req)
-        leased = lease(inst)
-        if leased is not None:
-            scope.hold(*leased, release)
-            return inst.module
+            inst = fresh(entry, extra, interval, debug=debug, req=req)
+        owners = lease(inst)
+        if owners is not None:
+            return inst, owners
 
 
 def import_module(path: str) -> types.ModuleType:

@@ -405,9 +405,9 @@ def import_child(owner: Instance | None, path: str, *, check: bool = True) -> ty
             current = entry.instance
             child = current if not check and current is not None else fresh(
                 entry, extra, interval, debug=scope.debug, req=scope.req)
-            leased = lease(child)
-            if leased is not None:
-                scope.hold(*leased, release)
+            owners = lease(child)
+            if owners is not None:
+                scope.hold(owners, release)
                 break
     if owner is not None and check:
         owner.depend_on(child)

@@ -15,13 +15,15 @@ Two views of a version's resources:
 An :class:`Owner` is one version of one file (the importer subclasses it).
 Requests *lease* the owners they run on; a replaced owner is *retired*, and
 :class:`Sweeper` closes its resources that nothing current still reaches once
-its last lease is released. Leasing takes no lock: a lease is a token in a
-set, and retirement and leasing each write first and read second, so at least
-one side always sees the other (see :meth:`Owner.lease`).
+its last lease is released. Leasing takes no lock and makes no token: a lease
+is one item appended to the owner's ``leases`` list (``list.append`` and
+``list.pop`` are single, atomic operations under the GIL, so ``len(leases)``
+counts the requests on the owner exactly, whichever thread pops), and
+retirement and leasing each write first and read second, so at least one side
+always sees the other (see :meth:`Owner.lease`).
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import sys
 import threading
@@ -120,17 +122,13 @@ def held_outside(candidates: Mapping[int, Any], managed: Container[str]) -> set[
     return held
 
 
-_tokens = itertools.count(1)
-#: The source of lease tokens, for callers that lease one owner inline.
-tokens = _tokens
-
-
 class Owner:
     """One module instance as the owner of resources, leased by the requests using it."""
 
     def __init__(self, namespace: dict[str, Any]) -> None:
         self.namespace = namespace
-        self.leases: set[int] = set()
+        #: One item per request running on this owner (see the module docstring).
+        self.leases: list[None] = []
         self.retired = False
         self.swept = False
         self.bound_logged = False  # the walk's bound was hit and said so
@@ -153,17 +151,15 @@ class Owner:
         return list(seen.values())
 
     @staticmethod
-    def lease(owners: Iterable[Owner]) -> int:
-        """Lease every owner in ``owners`` and return the token that releases them.
+    def lease(owners: Iterable[Owner]) -> None:
+        """Lease every owner in ``owners``; :meth:`Sweeper.release` with the same owners ends it.
 
         The caller must then check that the owner it wanted is not retired: the
         lease is written before that read, and :meth:`Sweeper.retire` writes
         ``retired`` before it reads the leases, so one of the two sees the other.
         """
-        token = next(_tokens)  # atomic in CPython
         for owner in owners:
-            owner.leases.add(token)
-        return token
+            owner.leases.append(None)
 
 
 class Sweeper:
@@ -207,11 +203,11 @@ class Sweeper:
             self._pending.append(owner)
         self.sweep()
 
-    def release(self, owners: Iterable[Owner], token: int) -> None:
-        """End the lease ``token`` on ``owners``; sweep if one of them is retired."""
+    def release(self, owners: Iterable[Owner]) -> None:
+        """End one lease on each of ``owners``; sweep if one of them is retired."""
         retired = False
         for owner in owners:
-            owner.leases.discard(token)
+            owner.leases.pop()
             retired = retired or owner.retired
         if retired:
             self.sweep()

@@ -145,27 +145,26 @@ sweeper = _resources.Sweeper(
 
 
 release = sweeper.release  # one bound method, not one per request
-_tokens = _resources.tokens
 
 
-def lease(inst: Instance) -> tuple[list[_resources.Owner], int] | None:
-    """Lease ``inst`` and the instances it imported; return (owners, token) for the release.
+def lease(inst: Instance) -> list[_resources.Owner] | None:
+    """Lease ``inst`` and the instances it imported; return the owners for :func:`release`.
 
     Return None when ``inst`` was replaced between the caller's read and the
-    lease: the caller takes the new current instance. The lease is written
-    before ``retired`` is read, and retirement writes ``retired`` before it
-    reads the leases, so one of the two always sees the other.
+    lease: the caller takes the new current instance. The lease (one item
+    appended to each owner's ``leases``) is written before ``retired`` is
+    read, and retirement writes ``retired`` before it reads the leases, so one
+    of the two always sees the other.
     """
     owners = inst.tree_cache
-    token = next(_tokens)  # atomic in CPython
     if len(owners) == 1:
-        inst.leases.add(token)  # no imported instances: one write
+        inst.leases.append(None)  # no imported instances: one write
     else:
         for owner in owners:
-            owner.leases.add(token)
+            owner.leases.append(None)
     if not inst.retired:
-        return owners, token
-    release(owners, token)
+        return owners
+    release(owners)
     return None
 
 
