@@ -54,6 +54,7 @@ class StandInRequest:
     def __init__(self, directory: str, filename: str, options: dict[str, str]) -> None:
         self._options = options
         self._config = {"PythonDebug": "0", "PythonAutoReload": "1"}
+        self.phase = "PythonHandler"
         self.hlist = _HList(directory)
         self.filename = filename
         self.uri = "/bench/" + os.path.basename(filename)
@@ -108,42 +109,37 @@ def _timed(fn: Callable[[], Any], n: int) -> float:
 def breakdown(req: StandInRequest, n: int) -> list[tuple[str, float]]:
     """Time each step of the dispatch path alone (µs per call), as dispatch.handler runs them.
 
-    Mirrors modpy_safe/dispatch.py at the time of writing; a step whose
+    Mirrors modpy_safe/web/plan.py at the time of writing; a step whose
     internal API changed is reported as such instead of timed.
     """
-    from modpy_safe import _apache
-    from modpy_safe._context import RequestScope
-    from modpy_safe._options import options_for
     from modpy_safe.reload import importer as _importer
     from modpy_safe.web import plan as _plan
-    from modpy_safe.web import response as _response
     from modpy_safe.web import routing as _routing
 
-    options = options_for(req.get_options())
-    plan = _plan.dispatch_plan(req, options)  # type: ignore[arg-type]
-    target = getattr(plan, "target", None) or _routing.resolve_by_url(req)  # type: ignore[arg-type]
+    plan: Any = _plan.for_dispatch(req)  # type: ignore[arg-type]
+    target = plan.target or _routing.resolve_by_url(req)  # type: ignore[arg-type]
     assert target is not None
-    with RequestScope(req, options) as scope:
-        module = _importer.acquire(target.path, scope)
-    fn = _routing.find(module, target)
+    entry = _importer.entry_for(target.path)
+    inst, owners = _importer.take(entry, 1.0, (), autoreload=True, debug=False)
+    _importer.release(owners)
+    fn = _routing.find(inst.module, target)
 
-    def acquire() -> None:
-        with RequestScope(req, options) as scope:
-            _importer.acquire(target.path, scope, autoreload=True)
+    def key() -> None:
+        hlist = req.hlist
+        (tuple(req.get_options().items()), tuple(req.get_config().items()),
+         hlist.directory, hlist.is_location)
 
-    def scope_only() -> None:
-        with RequestScope(req, options):
-            pass
+    def lease() -> None:
+        for owner in owners:
+            owner.leases.append(None)
+        for owner in owners:
+            owner.leases.pop()
 
     steps: list[tuple[str, Callable[[], Any]]] = [
-        ("_apache.install_logging()", _apache.install_logging),
-        ("options_for(req.get_options())", lambda: options_for(req.get_options())),
-        ("_apache.request_flags(req)", lambda: _apache.request_flags(req)),
-        ("RequestScope enter + exit", scope_only),
-        ("_plan.dispatch_plan(req, options)", lambda: _plan.dispatch_plan(req, options)),
-        ("_importer.acquire (+ scope, lease, release)", acquire),
-        ("_routing.find(module, target)", lambda: _routing.find(module, target)),
-        ("_response.call(req, fn) (incl. fn)", lambda: _response.call(req, fn)),
+        ("the configuration's key (two tables, the section)", key),
+        ("_plan.for_dispatch(req)", lambda: _plan.for_dispatch(req)),  # type: ignore[arg-type]
+        ("lease + release (one owner)", lease),
+        ("plan.serve(req) (incl. fn)", lambda: plan.serve(req)),
         ("fn(req) alone", lambda: fn(req)),
     ]
     out = []

@@ -8,16 +8,11 @@ mean; ``web/filters.py`` runs a filter). A phase before content fails closed:
 whatever goes wrong ends the request with its status, and the resource is
 never served.
 
-For the content phase the work is split so each part can be tested alone:
-``web/plan.py`` holds, per
-configuration, which file and callable serve a request (``web/routing.py``
-decides) and asks ``reload/importer.py`` for the current version of that file
-(reloading it when it changed); ``web/response.py`` calls the target and turns
-its result or its exception into the HTTP answer.
-
-This function runs on every request, so it does only what must be done per
-request: find the configuration's options and plan (cached per configuration),
-open the request's scope, and let the plan serve.
+For the content phase the plan of the request's configuration
+(``web/plan.py``) does the whole request: which file and callable serve it
+(``web/routing.py`` decides), the current version of that file
+(``reload/importer.py``, reloading it when it changed), the call, the answer
+(``web/response.py``) and the error page. This function only finds the plan.
 """
 from __future__ import annotations
 
@@ -26,9 +21,7 @@ from typing import Any
 from . import _apache
 from ._apache import Request
 from ._context import RequestScope
-from ._errors import HTTPError
 from ._options import options_for
-from .ops.counters import count_request
 from .reload import importer as _importer
 from .reload import mpimport as _mpimport  # noqa: F401 - routes apache.import_module
 from .web import filters as _filters
@@ -41,39 +34,15 @@ __all__ = ["handler", "inputfilter", "outputfilter"] + [
     name for name in _phases.PHASES if name != "handler"]
 
 
-def handler(req: Request) -> int:
-    """Serve one request (the entry point mod_python calls)."""
-    if not _apache._logging_installed:
-        _apache.install_logging()
-    phase = getattr(req, "phase", None)  # a stand-in request (bench, tests) may have none
-    if phase != "PythonHandler" and phase is not None:
-        # 'PythonAuthenHandler modpy_safe.dispatch::handler': the content target,
-        # under that phase's rules (it fails closed).
-        return _serve(req, _phases.BY_DIRECTIVE[phase], _phases.CONTENT)
-    count_request()  # the content phase: once per request
-    debug, autoreload = _apache.request_flags(req)
-    options = options_for(req.get_options())
-    with RequestScope(req, options, debug=debug) as scope:
-        try:
-            return _plan.dispatch_plan(req, options).serve(req, scope, autoreload)
-        except Exception as exc:  # every failure becomes an HTTP answer
-            if isinstance(exc, UnicodeDecodeError) and _undecodable_url(req):
-                exc = HTTPError(400, "The URL is not valid UTF-8 once percent-decoded.")
-            return _response.handle_error(req, exc, debug=debug)
+def _other_phase(req: Request, phase: str) -> int:
+    # 'PythonAuthenHandler modpy_safe.dispatch::handler': the content target,
+    # under that phase's rules (it fails closed).
+    return _serve(req, _phases.BY_DIRECTIVE[phase], _phases.CONTENT)
 
 
-def _undecodable_url(req: Request) -> bool:
-    """Return True when mod_python cannot decode the request's path as UTF-8.
-
-    mod_python decodes ``req.filename`` and ``req.path_info`` on each access and
-    raises UnicodeDecodeError for ``/app.py/%ff``: the client sent a bad URL
-    (400), the handler did nothing wrong (500). Checked on the error path only.
-    """
-    try:
-        req.filename, req.path_info  # noqa: B018 - the access is the check
-    except UnicodeDecodeError:
-        return True
-    return False
+#: Serve one request (the entry point mod_python calls): the plan of the
+#: request's configuration serves it (see ``web/plan.py``).
+handler = _plan.entry_point(_plan.dispatch_plans, _plan.for_dispatch, _other_phase)
 
 
 # ------------------------------------------------------------ other phases

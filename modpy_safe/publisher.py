@@ -10,31 +10,16 @@ module-level database connection, say), and a page may declare a
 ``modpy_safe.Database`` like any handler file.
 
 The rules live in ``web/publish.py`` (mapping, traversal, arguments, results)
-and ``web/auth.py``; ``web/plan.py`` serves a request; this module opens the
-request's scope around it and turns any failure into the HTTP answer.
+and ``web/auth.py``; the plan of the request's configuration (``web/plan.py``)
+serves the request, its scope and its error answer included.
 """
 from __future__ import annotations
 
-from . import _apache
-from ._apache import Request
-from ._context import RequestScope
-from ._options import options_for
-from .ops.counters import count_request
 from .web import plan as _plan
-from .web import response as _response
 
 __all__ = ["handler"]
 
 
-def handler(req: Request) -> int:
-    """Serve one request (the entry point mod_python calls)."""
-    count_request()
-    if not _apache._logging_installed:
-        _apache.install_logging()
-    debug, autoreload = _apache.request_flags(req)
-    options = options_for(req.get_options())
-    with RequestScope(req, options, debug=debug) as scope:
-        try:
-            return _plan.publisher_plan(options).serve(req, scope, autoreload)
-        except Exception as exc:  # every failure becomes an HTTP answer
-            return _response.handle_error(req, exc, debug=debug)
+#: Serve one request (the entry point mod_python calls): the plan of the
+#: request's configuration serves it (see ``web/plan.py``).
+handler = _plan.entry_point(_plan.publisher_plans, _plan.for_publisher)

@@ -244,7 +244,11 @@ def serve_page(req: Request, module: Any, parts: tuple[str, ...]) -> Any:
     plain = plain_page(module, parts)
     if plain is None:
         return publish(resolve(req, module, parts), req)
-    func, plan = plain
+    return call_plain(req, *plain)
+
+
+def call_plain(req: Request, func: Callable[..., Any], plan: Plan) -> Any:
+    """Call a page function :func:`plain_page` accepted, with its ``plan``; return its result."""
     if plan.names or plan.var_kw:
         result = call(func, req)
     else:
