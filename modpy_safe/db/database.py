@@ -34,6 +34,18 @@ log = logging.getLogger("modpy_safe.pool")
 # Seconds close() waits for checked-out connections (child exit, retirement).
 CLOSE_WAIT = 3.0
 
+# A connection given back less than this long ago is handed out again without
+# the driver's check (for psycopg2 a poll() system call, which also hands the
+# GIL to another thread). Under load that is nearly every checkout. The check
+# only ever finds a server that closed the connection while it sat idle; one
+# that closed it in these few milliseconds is found by the request's first
+# statement instead, exactly as one that dies while a request runs: the
+# request answers 503 (DatabaseUnavailable), the broken connection is dropped
+# when it is given back, and the next checkout opens a new one. A connection
+# idle for longer is checked as before, so a request after a quiet spell (a
+# terminated backend, a restarted server) still succeeds at once.
+TRUST_FOR = 0.002
+
 _registry: "weakref.WeakSet[Database]" = weakref.WeakSet()
 _exit_hook_pid = 0
 _exit_hook_lock = threading.Lock()
@@ -103,7 +115,8 @@ class Database:
         self._settings: dict[str, Any] = {}
         self._mode = ""
         self._closed = False
-        self._local = threading.local()
+        self._local = _Held()
+        self._cm = _Connection(self)  # one for all blocks: its state is per thread
         self._budget_pid = 0
         self._facts_used: _apache.ServerFacts | None = None
         self._key = f"modpy_safe.db.{id(self)}"
@@ -142,6 +155,7 @@ class Database:
                 max_idle=settings["max_idle"] or None,
                 ping_after=settings["ping_after"],
                 keep=mode != "per-request",
+                trust_for=TRUST_FOR,
             )
             self._settings, self._mode, self._facts_used = settings, mode, facts
             _register_exit_hook()
@@ -162,7 +176,7 @@ class Database:
         per-request mode inside a request it stays with the request until the
         request ends.
         """
-        return _Connection(self)
+        return self._cm
 
     def _lost(self, conn: Any, exc: BaseException) -> DatabaseUnavailable | None:
         """Return DatabaseUnavailable when ``exc`` broke the connection, else None.
@@ -253,29 +267,37 @@ class _BudgetedConnect:
         return conn
 
 
+class _Held(threading.local):
+    """What one thread holds of one Database: the entry of its open block, and how deep."""
+
+    entry: Any = None  # class attributes are every thread's defaults
+    depth = 0
+    scoped = False  # the entry belongs to the request (per-request mode): not given back
+
+
 class _Connection:
     """``with db.connection() as conn``: check a connection out, give it back after.
 
+    One object per Database serves every block of every thread: what a block
+    holds lives in the thread's :class:`_Held`, so ``connection()`` makes
+    nothing and nested blocks (counted in ``depth``) share the connection.
     A class rather than a generator: this runs on every request that uses the
     database, and a generator-based context manager costs several calls more.
     """
 
-    __slots__ = ("db", "entry", "pool", "held")
+    __slots__ = ("db",)
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.entry: Any = None
-        self.pool: Pool[Any] | None = None
-        self.held = False  # True when this block checked the entry out and gives it back
 
     def __enter__(self) -> Any:
         db = self.db
-        pool = db._pool or db._resolve()
-        local = db._local
-        entry = getattr(local, "entry", None)
+        held = db._local
+        entry = held.entry
         if entry is not None:  # nested in this thread: the same connection
-            self.entry = entry
+            held.depth += 1
             return entry.conn
+        pool = db._pool or db._resolve()
         if db._mode == "per-request":
             scope = current_scope()
             if scope is not None:
@@ -285,26 +307,32 @@ class _Connection:
                     scope.data[db._key] = entry
                     key = db._key
                     scope.add_cleanup(lambda: _end_request(pool, scope.data, key))
-                self.entry = entry
+                held.entry, held.depth, held.scoped = entry, 1, True
                 return entry.conn
         entry = pool.checkout()
-        local.entry = entry
-        self.entry, self.pool, self.held = entry, pool, True
+        held.entry, held.depth = entry, 1
         return entry.conn
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        entry = self.entry
+        db = self.db
+        held = db._local
+        entry = held.entry
         try:
             if exc is not None:
-                lost = self.db._lost(entry.conn, exc)
+                lost = db._lost(entry.conn, exc)
                 if lost is not None:
                     raise lost from exc
         finally:
-            if self.held:
-                self.held = False
-                self.db._local.entry = None
-                assert self.pool is not None
-                self.pool.checkin(entry)
+            depth = held.depth - 1
+            if depth:
+                held.depth = depth
+            else:
+                held.entry, held.depth = None, 0
+                if held.scoped:
+                    held.scoped = False
+                else:
+                    assert db._pool is not None
+                    db._pool.checkin(entry)
 
 
 class _Transaction:
@@ -313,7 +341,7 @@ class _Transaction:
     __slots__ = ("conn_cm", "conn", "cur")
 
     def __init__(self, db: Database) -> None:
-        self.conn_cm = _Connection(db)
+        self.conn_cm = db._cm
         self.conn: Any = None
         self.cur: Any = None
 

@@ -83,7 +83,8 @@ class Pool(Generic[Conn]):
     A connection is replaced when it is older than ``max_lifetime`` (each one
     gets 90–100 % of it, so they do not all expire at once) or idle longer than
     ``max_idle``; ``None`` means no limit. ``keep=False`` closes every
-    connection when it comes back (per-request connections).
+    connection when it comes back (per-request connections). A connection
+    given back less than ``trust_for`` seconds ago skips the driver's check.
 
     The driver's hooks: ``check(conn)`` is a cheap local test run at every
     reuse (True: fine, False: broken, None: doubtful, ping it); ``ping(conn)``
@@ -108,6 +109,7 @@ class Pool(Generic[Conn]):
         max_idle: float | None = None,
         ping_after: float | None = None,
         keep: bool = True,
+        trust_for: float = 0.0,
     ) -> None:
         if not isinstance(max_size, int) or max_size < 1:
             raise ValueError(f"max_size must be a whole number of at least 1, not {max_size!r}")
@@ -126,6 +128,9 @@ class Pool(Generic[Conn]):
         self.max_idle = max_idle
         self.ping_after = ping_after
         self.keep = keep
+        # Given back less than this long ago: handed out again without the driver's
+        # check (see Database's TRUST_FOR for why that keeps the guarantees).
+        self._trust_for = trust_for
         self._check = driver.check
         self._ping = driver.ping
         self._reset = driver.reset
@@ -188,9 +193,10 @@ class Pool(Generic[Conn]):
             return self._open(self.timeout if timeout is None else timeout)
         entry.out = True
         now = monotonic()
-        if now >= entry.expires or now - entry.last_used >= self._suspect_after:
+        idle = now - entry.last_used
+        if now >= entry.expires or idle >= self._suspect_after:
             return self._revalidate(entry, now)
-        if self._check(entry.conn) is not True:
+        if idle >= self._trust_for and self._check(entry.conn) is not True:
             return self._revalidate(entry, now)
         return entry
 
