@@ -239,15 +239,15 @@ def _undecodable_url(req: Request) -> bool:
 class _Route:
     """Where one URL of the publisher leads, and the page function last found there."""
 
-    __slots__ = ("page", "entry", "expires", "inst", "owners", "plain")
+    __slots__ = ("page", "entry", "expires", "version")
 
     def __init__(self, page: publish.Page, expires: float) -> None:
         self.page = page
         self.entry = importer.entry_for(page.path)
         self.expires = expires
-        self.inst: Instance | None = None
-        self.owners: list[Any] = []
-        self.plain: tuple[Any, publish.Plan] | None = None  # publish.plain_page's answer
+        # (instance, its owners, publish.plain_page's answer for it): one tuple,
+        # replaced whole, so a thread never mixes two versions' parts.
+        self.version: tuple[Instance, list[Any], tuple[Any, publish.Plan] | None] | None = None
 
 
 class PublisherPlan(Plan):
@@ -300,10 +300,11 @@ class PublisherPlan(Plan):
                 req.filename = page.path
             entry = route.entry
             inst = entry.instance
+            version = route.version
             # The lease of reload/versions.py, written out (see the module docstring).
-            if inst is not None and inst is route.inst and (
+            if version is not None and version[0] is inst and (
                     not self.autoreload or now - entry.checked_at < self.interval):
-                owners = route.owners
+                inst, owners, plain = version
                 for owner in owners:
                     owner.leases.append(None)
                 if inst.retired:
@@ -315,10 +316,9 @@ class PublisherPlan(Plan):
                 except HTTPError:
                     self.routes.pop(key, None)  # removed since locate() saw it
                     raise
-                route.inst, route.owners = inst, owners
-                route.plain = publish.plain_page(inst.module, page.parts)
+                plain = publish.plain_page(inst.module, page.parts)
+                route.version = (inst, owners, plain)
             assert inst is not None
-            plain = route.plain
             if plain is not None:
                 result = publish.call_plain(req, *plain)
             else:
