@@ -59,8 +59,8 @@ from .versions import (
     sweeper,
 )
 
-__all__ = ["acquire", "acquire_entry", "take", "release", "entry_for", "import_module", "records", "close_all",
-           "ImportFailed", "FileRecord", "ReloadError"]
+__all__ = ["acquire", "acquire_entry", "take", "release", "entry_for", "import_module",
+           "records", "close_all", "ImportFailed", "FileRecord", "ReloadError"]
 
 # ---------------------------------------------------------------- public API
 
