@@ -45,7 +45,7 @@ from .._options import RELOAD_INTERVAL, Options, options_for
 from ..ops import counters
 from ..reload import importer
 from ..reload.path import root_of, search_path
-from ..reload.versions import Entry, Instance, sweeper
+from ..reload.versions import Entry, Instance, lease
 from . import output, publish, response, routing
 from .handler import Handler, run
 
@@ -57,7 +57,7 @@ _LIMIT = 1024  # plans kept; configurations are few, the bound is for safety onl
 _tick = counters.tick
 _monotonic = time.monotonic
 _release = importer.release
-_sweep = sweeper.sweep
+_lease = lease
 OK = response.OK
 
 
@@ -144,16 +144,10 @@ class _Content(Plan):
                     return response.DECLINED  # a static file: Apache serves it
                 entry, site = importer.entry_for(target.path), self.sites.get(target.path)
             assert entry is not None
-            # The lease of reload/versions.py, written out (see the module docstring).
             inst = entry.instance
             if site is not None and site.inst is inst and (
                     not self.autoreload or _monotonic() - entry.checked_at < self.interval):
-                owners = site.owners
-                for owner in owners:
-                    owner.leases.append(None)
-                if inst.retired:  # replaced under us: give it back, take the new one
-                    _release(owners)
-                    owners = None
+                owners = _lease(inst)  # None: replaced under us, take the new one below
             if owners is None:
                 try:
                     site = self.site(entry, target, req)
@@ -181,12 +175,7 @@ class _Content(Plan):
             else:
                 end_pending(pending, outer)  # cleanups first, then our lease
             if owners is not None:
-                retired = False
-                for owner in owners:
-                    owner.leases.pop()
-                    retired = retired or owner.retired
-                if retired:
-                    _sweep()
+                _release(owners)
 
     def _remember(self, site: Site) -> None:
         if self.target is not None:
@@ -301,15 +290,10 @@ class PublisherPlan(Plan):
             entry = route.entry
             inst = entry.instance
             version = route.version
-            # The lease of reload/versions.py, written out (see the module docstring).
             if version is not None and version[0] is inst and (
                     not self.autoreload or now - entry.checked_at < self.interval):
-                inst, owners, plain = version
-                for owner in owners:
-                    owner.leases.append(None)
-                if inst.retired:
-                    _release(owners)
-                    owners = None
+                inst, _, plain = version
+                owners = _lease(inst)  # None: replaced under us, take the new one below
             if owners is None:
                 try:
                     inst, owners = self.take(entry, req)
@@ -333,12 +317,7 @@ class PublisherPlan(Plan):
             else:
                 end_pending(pending, outer)
             if owners is not None:
-                retired = False
-                for owner in owners:
-                    owner.leases.pop()
-                    retired = retired or owner.retired
-                if retired:
-                    _sweep()
+                _release(owners)
 
 
 # ------------------------------------------------------------------ lookup
