@@ -29,6 +29,7 @@ class LibpqDriver(BaseDriver[Any]):
     """
 
     OperationalError: type[Exception]
+    InterfaceError: type[Exception]
     #: What the driver's DSN parser raises for a string libpq cannot parse.
     DsnError: type[Exception]
     default_connect: Callable[..., Any]
@@ -116,8 +117,14 @@ class LibpqDriver(BaseDriver[Any]):
         return text
 
     def is_lost(self, conn: Any, exc: BaseException) -> bool:
-        """Return True when ``exc`` (an OperationalError) left ``conn`` closed."""
-        return isinstance(exc, self.OperationalError) and bool(conn.closed)
+        """Return True when ``exc`` came from a connection the server closed.
+
+        An OperationalError is the statement that found it; an InterfaceError
+        ("connection already closed") is the next use of one the driver already
+        knows is closed, such as ``cursor()`` on a connection trusted without a
+        check because it was given back a moment ago.
+        """
+        return isinstance(exc, (self.OperationalError, self.InterfaceError)) and bool(conn.closed)
 
     def budget_limit(self, conn: Any) -> tuple[int, int, int]:
         """Return (usable, max_connections, superuser_reserved_connections) of the server."""

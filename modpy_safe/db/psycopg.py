@@ -49,6 +49,7 @@ class PsycopgDriver(LibpqDriver):
 
     name = "psycopg"
     OperationalError = psycopg.OperationalError
+    InterfaceError = psycopg.InterfaceError
     DsnError = psycopg.ProgrammingError
     default_connect = staticmethod(psycopg.connect)
 

@@ -44,6 +44,7 @@ class Psycopg2Driver(LibpqDriver):
 
     name = "psycopg2"
     OperationalError = psycopg2.OperationalError
+    InterfaceError = psycopg2.InterfaceError
     DsnError = psycopg2.ProgrammingError
     default_connect = staticmethod(psycopg2.connect)
     parse_dsn = staticmethod(_ext.parse_dsn)

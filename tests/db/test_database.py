@@ -368,3 +368,22 @@ def test_forked_child_never_uses_nor_terminates_the_parents_connection(
     assert "error" not in report, report
     assert report["pid"] != parent_pid and report["stats"]["discarded_fork"] == 1
     assert backend_pid(db) == parent_pid  # still alive and still the same one
+
+
+
+def test_a_connection_that_died_before_its_first_use_is_unavailable_not_a_bug(
+        postgres: Any, make: Any, driver: str) -> None:
+    """A connection the driver already knows is closed when the request first uses it
+    (the server went away between connect and first use; the budget check's query
+    found it) gives "connection already closed": that is a 503, never a 500."""
+    module = __import__(driver)
+
+    def connect_then_lose(dsn: str) -> Any:
+        conn = module.connect(dsn)
+        conn.close()  # what a failed first statement leaves behind
+        return conn
+
+    db = make(postgres.dsn_for("db_died_early"), name="died_early", connect=connect_then_lose)
+    with pytest.raises(DatabaseUnavailable, match="the connection was lost"):
+        with db.transaction() as cur:
+            cur.execute("SELECT 1")
