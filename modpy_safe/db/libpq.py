@@ -10,16 +10,34 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 from collections.abc import Callable
 from typing import Any
 
 from .._redact import scrub
 from .driver import BaseDriver, forsake
 
-__all__ = ["LibpqDriver", "CONNECT_TIMEOUT"]
+__all__ = ["LibpqDriver", "CONNECT_TIMEOUT", "socket_quiet"]
 
 # libpq waits forever for an unreachable host unless told otherwise.
 CONNECT_TIMEOUT = 5
+
+# One poll object per descriptor number: it holds only the number, and a
+# checked-out connection's descriptor is used by one thread at a time.
+_pollers: dict[int, Any] = {}
+
+
+def socket_quiet(fd: int) -> bool:
+    """Return True when an idle connection's socket has nothing to read.
+
+    A readable idle socket means the server closed it (restart,
+    pg_terminate_backend) or sent a notice: the caller pings to know.
+    """
+    poller = _pollers.get(fd)
+    if poller is None:
+        poller = _pollers[fd] = select.poll()
+        poller.register(fd, select.POLLIN)
+    return not poller.poll(0)
 
 
 class LibpqDriver(BaseDriver[Any]):

@@ -8,24 +8,18 @@ Nothing here knows about httpd or the pool's state.
 """
 from __future__ import annotations
 
-import select
 from typing import Any
 
 import psycopg
 from psycopg import conninfo as _conninfo
 from psycopg.pq import TransactionStatus
 
-from .libpq import CONNECT_TIMEOUT, LibpqDriver
+from .libpq import CONNECT_TIMEOUT, LibpqDriver, socket_quiet
 
 __all__ = ["PsycopgDriver", "DRIVER", "validate_dsn", "CONNECT_TIMEOUT"]
 
 _IDLE = TransactionStatus.IDLE
 _DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
-
-# One poll object per descriptor number: it holds only the number, and a
-# checked-out connection's descriptor is used by one thread at a time.
-_pollers: dict[int, Any] = {}
-
 
 
 def _run_autocommit(conn: Any, sql: str) -> Any:
@@ -71,14 +65,7 @@ class PsycopgDriver(LibpqDriver):
             return False
         if conn.info.transaction_status != _IDLE:
             return None
-        # An idle connection has nothing to read; a readable socket means the server
-        # closed it (restart, pg_terminate_backend) or sent a notice: ping to know.
-        fd = conn.fileno()
-        poller = _pollers.get(fd)
-        if poller is None:
-            poller = _pollers[fd] = select.poll()
-            poller.register(fd, select.POLLIN)
-        return None if poller.poll(0) else True
+        return True if socket_quiet(conn.fileno()) else None  # readable: ping to know
 
     def ping(self, conn: Any) -> bool:
         """Make one round trip (SELECT 1); return False when the connection is dead."""
@@ -133,7 +120,6 @@ class PsycopgDriver(LibpqDriver):
         if prepared is not None:
             prepared.clear()
         return dirty
-
 
 
 DRIVER = PsycopgDriver

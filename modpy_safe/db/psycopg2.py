@@ -5,23 +5,17 @@ pool calls its hooks. Nothing here knows about httpd or the pool's state.
 """
 from __future__ import annotations
 
-import select
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions as _ext
 
-from .libpq import CONNECT_TIMEOUT, LibpqDriver
+from .libpq import CONNECT_TIMEOUT, LibpqDriver, socket_quiet
 
 __all__ = ["Psycopg2Driver", "DRIVER", "validate_dsn", "CONNECT_TIMEOUT"]
 
 _IDLE = _ext.TRANSACTION_STATUS_IDLE
 _DIRTY = (_ext.TRANSACTION_STATUS_INTRANS, _ext.TRANSACTION_STATUS_INERROR)
-
-# One poll object per descriptor number: it holds only the number, and a
-# checked-out connection's descriptor is used by one thread at a time.
-_pollers: dict[int, Any] = {}
-
 
 
 def _run_autocommit(conn: Any, sql: str) -> Any:
@@ -60,14 +54,7 @@ class Psycopg2Driver(LibpqDriver):
             return False
         if conn.get_transaction_status() != _IDLE:
             return None
-        # An idle connection has nothing to read; a readable socket means the server
-        # closed it (restart, pg_terminate_backend) or sent a notice: ping to know.
-        fd = conn.fileno()
-        poller = _pollers.get(fd)
-        if poller is None:
-            poller = _pollers[fd] = select.poll()
-            poller.register(fd, select.POLLIN)
-        return None if poller.poll(0) else True
+        return True if socket_quiet(conn.fileno()) else None  # readable: ping to know
 
     def ping(self, conn: Any) -> bool:
         """Make one round trip (SELECT 1); return False when the connection is dead."""
@@ -107,7 +94,6 @@ class Psycopg2Driver(LibpqDriver):
         dirty = Psycopg2Driver.reset(self, conn)
         _run_autocommit(conn, "DISCARD ALL")
         return dirty
-
 
 
 DRIVER = Psycopg2Driver
